@@ -1,0 +1,58 @@
+/**
+ * The SQLite database behind the event log: opened in WAL mode with synchronous=FULL (a
+ * committed event survives a power cut, not only a process crash), migrated at start.
+ */
+import { Migrator } from "@effect/sql"
+import { SqlClient } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Effect, Layer } from "effect"
+import { readdirSync, readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+
+/** `migrations/` at the package root, from `src/eventlog/` (tests) or `dist/eventlog/` (bin). */
+const migrationsDirectory = fileURLToPath(new URL("../../migrations/", import.meta.url))
+
+/**
+ * Numbered `NNNN_name.sql` files. A file may hold several statements, one per `;` at the end
+ * of a line; better-sqlite3 prepares one statement at a time.
+ */
+export const sqlFileLoader = (directory: string): Migrator.Loader =>
+  Effect.try({
+    try: () =>
+      readdirSync(directory)
+        .filter((name) => /^\d+_.+\.sql$/.test(name))
+        .map((name): Migrator.ResolvedMigration => {
+          const [, id, label] = /^(\d+)_(.+)\.sql$/.exec(name)!
+          const text = readFileSync(`${directory}/${name}`, "utf8")
+          const statements = text
+            .split(/;\s*$/m)
+            .map((statement) => statement.replace(/^\s*--.*$/gm, "").trim())
+            .filter((statement) => statement.length > 0)
+          return [
+            Number(id),
+            label!,
+            Effect.succeed(
+              Effect.flatMap(SqlClient.SqlClient, (sql) =>
+                Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true }))
+            )
+          ]
+        })
+        .sort(([a], [b]) => a - b),
+    catch: (cause) =>
+      new Migrator.MigrationError({ reason: "import-error", message: `cannot read migrations in ${directory}: ${cause}` })
+  })
+
+const runMigrations = Migrator.make({})({ loader: sqlFileLoader(migrationsDirectory) })
+
+/** Pragmas for durability and for readers (the CLI) running beside the daemon. */
+const configure = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.unsafe("PRAGMA synchronous = FULL")
+  yield* sql.unsafe("PRAGMA busy_timeout = 10000")
+  yield* sql.unsafe("PRAGMA foreign_keys = ON")
+})
+
+export const layer = (filename: string): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, unknown> =>
+  Layer.effectDiscard(Effect.zipRight(configure, runMigrations)).pipe(
+    Layer.provideMerge(SqliteClient.layer({ filename }))
+  )

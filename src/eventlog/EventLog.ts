@@ -1,0 +1,198 @@
+/**
+ * The append-only event log over SqlClient: append with an expected stream version, reads by
+ * stream, position, type and time, the content-addressed raw messages, and replay.
+ */
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Chunk, Clock, Context, Effect, Layer, Option, Schema, Stream } from "effect"
+import { type EventType, MailboxEvent, type StoredEvent } from "../domain/events.js"
+import { type MailboxState, evolve, emptyState } from "../domain/state.js"
+
+export class StreamVersionConflict extends Schema.TaggedError<StreamVersionConflict>()("StreamVersionConflict", {
+  stream: Schema.String,
+  expected: Schema.Number,
+  actual: Schema.Number
+}) {}
+
+/** A raw message to store with the events that name it. */
+export interface Blob {
+  readonly sha256: string
+  readonly bytes: Uint8Array
+}
+
+/** One stream's share of an append: the group commit writes several in one transaction. */
+export interface AppendRequest {
+  readonly stream: string
+  readonly expectedVersion: number
+  readonly events: ReadonlyArray<MailboxEvent>
+  readonly blobs?: ReadonlyArray<Blob>
+}
+
+export interface Appended {
+  readonly version: number
+  readonly events: ReadonlyArray<StoredEvent>
+}
+
+export interface EventQuery {
+  readonly stream?: string | undefined
+  readonly types?: ReadonlyArray<EventType> | undefined
+  /** Only events after this global position. */
+  readonly after?: number | undefined
+  readonly since?: Date | undefined
+  readonly until?: Date | undefined
+  readonly limit?: number | undefined
+}
+
+export type EventLogError = SqlError | StreamVersionConflict
+
+interface EventRow {
+  readonly position: number
+  readonly stream: string
+  readonly version: number
+  readonly type: string
+  readonly payload: string
+  readonly at: string
+}
+
+const encodeEvent = Schema.encodeSync(MailboxEvent)
+const decodeEvent = Schema.decodeUnknownSync(MailboxEvent)
+
+const toPayload = (event: MailboxEvent): string => {
+  const { _tag, ...fields } = encodeEvent(event) as { _tag: string }
+  return JSON.stringify(fields)
+}
+
+const fromRow = (row: EventRow): StoredEvent => ({
+  position: Number(row.position),
+  stream: row.stream,
+  version: Number(row.version),
+  at: new Date(row.at),
+  event: decodeEvent({ ...JSON.parse(row.payload), _tag: row.type })
+})
+
+/** Rows per INSERT: well under SQLite's limit on bound parameters. */
+const INSERT_CHUNK = 200
+
+const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+
+  const appendOne = (request: AppendRequest, at: string) =>
+    Effect.gen(function*() {
+      const current = yield* sql<{ version: number }>`SELECT version FROM streams WHERE stream = ${request.stream}`
+      const actual = current.length === 0 ? 0 : Number(current[0]!.version)
+      if (actual !== request.expectedVersion) {
+        return yield* new StreamVersionConflict({
+          stream: request.stream,
+          expected: request.expectedVersion,
+          actual
+        })
+      }
+      for (const blob of request.blobs ?? []) {
+        const content = Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength)
+        yield* sql`INSERT INTO blobs ${sql.insert({ sha256: blob.sha256, size: content.byteLength, content })}
+          ON CONFLICT (sha256) DO NOTHING`
+      }
+      const stored: Array<StoredEvent> = []
+      const rows = request.events.map((event, i) => ({
+        stream: request.stream,
+        version: request.expectedVersion + i + 1,
+        type: event._tag,
+        payload: toPayload(event),
+        at
+      }))
+      for (let start = 0; start < rows.length; start += INSERT_CHUNK) {
+        const chunk = rows.slice(start, start + INSERT_CHUNK)
+        const positions = yield* sql<{ position: number }>`INSERT INTO events ${sql.insert(chunk)} RETURNING position`
+        chunk.forEach((row, i) =>
+          stored.push({
+            position: Number(positions[i]!.position),
+            stream: row.stream,
+            version: row.version,
+            at: new Date(at),
+            event: request.events[start + i]!
+          })
+        )
+      }
+      for (const { event, position } of stored) {
+        if (event._tag === "MessageAccepted") {
+          yield* sql`INSERT INTO accepted_messages ${
+            sql.insert({
+              stream: request.stream,
+              sha256: event.sha256,
+              message_id: event.messageId,
+              ref: event.ref,
+              position
+            })
+          }`
+        }
+      }
+      const version = request.expectedVersion + request.events.length
+      yield* sql`INSERT INTO streams ${sql.insert({ stream: request.stream, version })}
+        ON CONFLICT (stream) DO UPDATE SET version = ${version}`
+      return { version, events: stored } satisfies Appended
+    })
+
+  /** Appends to several streams in one transaction: all or nothing (the group commit). */
+  const appendAll = (requests: ReadonlyArray<AppendRequest>) =>
+    Effect.gen(function*() {
+      const at = new Date(yield* Clock.currentTimeMillis).toISOString()
+      return yield* sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at)))
+    })
+
+  const append = (request: AppendRequest) => Effect.map(appendAll([request]), (results) => results[0]!)
+
+  const read = (query: EventQuery) => {
+    const conditions = [
+      query.stream === undefined ? undefined : sql`stream = ${query.stream}`,
+      query.types === undefined || query.types.length === 0 ? undefined : sql.in("type", query.types),
+      query.after === undefined ? undefined : sql`position > ${query.after}`,
+      query.since === undefined ? undefined : sql`at >= ${query.since.toISOString()}`,
+      query.until === undefined ? undefined : sql`at <= ${query.until.toISOString()}`
+    ].filter((condition) => condition !== undefined)
+    const limit = query.limit === undefined ? sql`` : sql`LIMIT ${query.limit}`
+    return sql<EventRow>`SELECT position, stream, version, type, payload, at FROM events
+      WHERE ${sql.and(conditions)} ORDER BY position ${limit}`.pipe(Effect.map((rows) => rows.map(fromRow)))
+  }
+
+  /** A stream's events in pages, so that replaying a long stream does not hold it all. */
+  const readStream = (stream: string, fromVersion = 0): Stream.Stream<StoredEvent, SqlError> =>
+    Stream.paginateChunkEffect(fromVersion, (version) =>
+      sql<EventRow>`SELECT position, stream, version, type, payload, at FROM events
+        WHERE stream = ${stream} AND version > ${version} ORDER BY version LIMIT 5000`.pipe(
+        Effect.map((rows) => {
+          const events = rows.map(fromRow)
+          const last = events.at(-1)
+          return [Chunk.fromIterable(events), last === undefined || rows.length < 5000 ? Option.none() : Option.some(last.version)]
+        })
+      ))
+
+  /** Folds a stream into the state of its mailbox. */
+  const replay = (stream: string): Effect.Effect<MailboxState, SqlError> =>
+    Stream.runFold(readStream(stream), emptyState(), (state, stored) => evolve(state, stored.event, stored.at))
+
+  const streams = sql<{ stream: string }>`SELECT stream FROM streams ORDER BY stream`.pipe(
+    Effect.map((rows) => rows.map((row) => row.stream))
+  )
+
+  const blob = (sha256: string) =>
+    sql<{ content: Uint8Array }>`SELECT content FROM blobs WHERE sha256 = ${sha256}`.pipe(
+      Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => new Uint8Array(row.content)))
+    )
+
+  const recordPoll = (stream: string) =>
+    Effect.gen(function*() {
+      const at = new Date(yield* Clock.currentTimeMillis).toISOString()
+      yield* sql`INSERT INTO mailbox_heartbeats ${sql.insert({ stream, last_poll_at: at })}
+        ON CONFLICT (stream) DO UPDATE SET last_poll_at = ${at}`
+    })
+
+  const lastPolls = sql<{ stream: string; last_poll_at: string }>`SELECT stream, last_poll_at FROM mailbox_heartbeats`.pipe(
+    Effect.map((rows) => new Map(rows.map((row) => [row.stream, new Date(row.last_poll_at)])))
+  )
+
+  return { append, appendAll, read, readStream, replay, streams, blob, recordPoll, lastPolls } as const
+})
+
+export class EventLog extends Context.Tag("mailintake/EventLog")<EventLog, Effect.Effect.Success<typeof make>>() {
+  static readonly layer = Layer.effect(EventLog, make)
+}

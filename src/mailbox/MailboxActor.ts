@@ -1,0 +1,430 @@
+/**
+ * One mailbox: connect, poll on a schedule, process every message by the protocol of
+ * DESIGN.md, reconnect with backoff. Each step of the protocol is an event committed before
+ * the next step starts, so a crash at any point leaves the log saying exactly what to finish:
+ *
+ *   fetch → MessageRetrieved (+ raw bytes) → MessageAccepted | MessageQuarantineRequested
+ *         | MessageDuplicateSkipped → [forward → MessageQuarantined | QuarantineFailed]
+ *         → remove → MessageRemoved
+ *
+ * Work is done in batches (one FETCH, one transaction per step for the whole batch): the
+ * group commit that keeps the log durable without an fsync per message.
+ */
+import { Clock, Duration, Effect, Option, Random, Ref, Schedule } from "effect"
+import { createHash } from "node:crypto"
+import {
+  MailboxConnected,
+  MailboxConnectionFailed,
+  type MailboxEvent,
+  MailboxStopped,
+  MessageAccepted,
+  MessageDuplicateSkipped,
+  MessageQuarantined,
+  MessageQuarantineRequested,
+  MessageRemoved,
+  MessageRetrieved,
+  QuarantineFailed
+} from "../domain/events.js"
+import type { MailboxPlan } from "../domain/plan.js"
+import { dedupKey, evolve, type InFlight, type MailboxState } from "../domain/state.js"
+import { type Blob, EventLog, type EventLogError } from "../eventlog/EventLog.js"
+import { decide } from "../processing/decide.js"
+import { messageIdOf } from "../processing/messageId.js"
+import { QuarantineSink } from "../quarantine/QuarantineSink.js"
+import { type Listed, type MailSession, MailSource, type MailSourceError } from "../sources/MailSource.js"
+import { HEALTHY_AFTER, reconnectDelay } from "./reconnect.js"
+
+/** A batch: one FETCH and one transaction per step. */
+const BATCH_MESSAGES = 100
+const BATCH_BYTES = 32 * 1024 * 1024
+/** Assumed size of a message whose size the server does not report. */
+const UNKNOWN_SIZE = 1024 * 1024
+const PARSE_TIMEOUT = Duration.seconds(30)
+/** Longest wait between two attempts to forward the same message to quarantine. */
+const QUARANTINE_RETRY_CAP = Duration.hours(1)
+
+export const sha256Hex = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
+
+export interface PollReport {
+  readonly listed: number
+  readonly retrieved: number
+  readonly accepted: number
+  readonly quarantined: number
+  readonly duplicates: number
+  readonly removed: number
+  readonly quarantinePending: number
+}
+
+const emptyReport = (): { -readonly [K in keyof PollReport]: PollReport[K] } => ({
+  listed: 0,
+  retrieved: 0,
+  accepted: 0,
+  quarantined: 0,
+  duplicates: 0,
+  removed: 0,
+  quarantinePending: 0
+})
+
+/** Splits refs into batches bounded by count and by bytes. */
+export const batches = (listed: ReadonlyArray<Listed>): Array<Array<Listed>> => {
+  const result: Array<Array<Listed>> = []
+  let current: Array<Listed> = []
+  let bytes = 0
+  for (const item of listed) {
+    const size = item.size ?? UNKNOWN_SIZE
+    if (current.length > 0 && (current.length >= BATCH_MESSAGES || bytes + size > BATCH_BYTES)) {
+      result.push(current)
+      current = []
+      bytes = 0
+    }
+    current.push(item)
+    bytes += size
+  }
+  if (current.length > 0) result.push(current)
+  return result
+}
+
+/** When a message whose forward failed `attempts` times may be tried again. */
+export const quarantineRetryDue = (entry: InFlight, pollSeconds: number): number => {
+  if (entry.attempts === 0 || entry.lastAttemptAt === undefined) return 0
+  const delay = Math.min(pollSeconds * 1000 * 2 ** (entry.attempts - 1), Duration.toMillis(QUARANTINE_RETRY_CAP))
+  return entry.lastAttemptAt.getTime() + delay
+}
+
+/**
+ * The mailbox's processing logic, bound to its state. The state is loaded by replaying the
+ * mailbox's stream and then kept current by folding every event this actor appends.
+ */
+const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    const sink = yield* QuarantineSink
+
+    const emit = (events: ReadonlyArray<MailboxEvent>, blobs?: ReadonlyArray<Blob>) =>
+      Effect.gen(function*() {
+        if (events.length === 0) return
+        const state = yield* Ref.get(stateRef)
+        const appended = yield* log.append({ stream: plan.id, expectedVersion: state.version, events, blobs })
+        // The fold runs only after the commit, so the in-memory state never runs ahead of the log.
+        for (const stored of appended.events) evolve(state, stored.event, stored.at)
+      })
+
+    const decideOptions = {
+      maxMessageBytes: plan.maxMessageBytes,
+      quarantineListMail: plan.quarantineListMail,
+      parseTimeout: PARSE_TIMEOUT
+    }
+
+    /** Step 2 for messages whose MessageRetrieved is committed. */
+    const classifyAll = (entries: ReadonlyArray<{ readonly entry: InFlight; readonly raw: Uint8Array }>) =>
+      Effect.gen(function*() {
+        const state = yield* Ref.get(stateRef)
+        const events: Array<MailboxEvent> = []
+        const blobs: Array<Blob> = []
+        const acceptedNow = new Map<string, string>()
+        for (const { entry, raw } of entries) {
+          const key = dedupKey(entry.sha256, entry.messageId)
+          const earlier = state.accepted.get(key) ?? acceptedNow.get(key)
+          if (earlier !== undefined) {
+            events.push(new MessageDuplicateSkipped({
+              ref: entry.ref,
+              sha256: entry.sha256,
+              messageId: entry.messageId,
+              duplicateOf: earlier
+            }))
+            continue
+          }
+          const decision = yield* decide(raw, decideOptions)
+          if (decision._tag === "Quarantine") {
+            events.push(new MessageQuarantineRequested({
+              ref: entry.ref,
+              sha256: entry.sha256,
+              reason: decision.reason,
+              detail: decision.detail
+            }))
+            continue
+          }
+          const crlfSha256 = decision.crlf === raw ? entry.sha256 : sha256Hex(decision.crlf)
+          if (crlfSha256 !== entry.sha256) blobs.push({ sha256: crlfSha256, bytes: decision.crlf })
+          acceptedNow.set(key, entry.ref)
+          const { summary } = decision
+          events.push(new MessageAccepted({
+            ref: entry.ref,
+            sha256: entry.sha256,
+            messageId: entry.messageId,
+            from: summary.from,
+            to: summary.to,
+            cc: summary.cc,
+            subject: summary.subject,
+            date: summary.date,
+            attachments: summary.attachments,
+            body: summary.body,
+            crlfSha256
+          }))
+        }
+        yield* emit(events, blobs)
+      })
+
+    /** Step 3: forward what waits for quarantine and is due; a failure never blocks the rest. */
+    const forwardDue = (refs: ReadonlyArray<string>, report: ReturnType<typeof emptyReport>) =>
+      Effect.forEach(refs, (ref) =>
+        Effect.gen(function*() {
+          const state = yield* Ref.get(stateRef)
+          const entry = state.inFlight.get(ref)
+          if (entry === undefined || entry.stage !== "quarantine-requested" || entry.reason === undefined) return
+          const now = yield* Clock.currentTimeMillis
+          if (now < quarantineRetryDue(entry, plan.pollingIntervalSeconds)) {
+            report.quarantinePending += 1
+            return
+          }
+          const raw = yield* log.blob(entry.sha256)
+          if (Option.isNone(raw)) {
+            return yield* Effect.dieMessage(`raw message ${entry.sha256} of ${ref} is missing from the log`)
+          }
+          const reason = entry.reason
+          // Forward and record as one unit: an interruption between the two would forward twice.
+          yield* sink.forward(raw.value, {
+            mailbox: plan.id,
+            reason,
+            detail: entry.detail ?? "",
+            ref,
+            sha256: entry.sha256,
+            retrievedAt: state.lastEventAt ?? new Date(now)
+          }).pipe(
+            Effect.matchEffect({
+              onSuccess: (forwarded) =>
+                emit([new MessageQuarantined({ ref, sha256: entry.sha256, reason, ...forwarded })]).pipe(
+                  Effect.tap(() => Effect.sync(() => (report.quarantined += 1)))
+                ),
+              onFailure: (error) =>
+                Effect.logWarning(`quarantine of ${ref} failed (attempt ${entry.attempts + 1}): ${error.message}`).pipe(
+                  Effect.zipRight(emit([new QuarantineFailed({
+                    ref,
+                    sha256: entry.sha256,
+                    reason,
+                    attempt: entry.attempts + 1,
+                    error: error.message
+                  })])),
+                  Effect.tap(() => Effect.sync(() => (report.quarantinePending += 1)))
+                )
+            }),
+            Effect.uninterruptible
+          )
+        }), { discard: true })
+
+    /** Step 4: remove from the server what is done with, then record it. */
+    const removeDone = (
+      session: MailSession,
+      refs: ReadonlyArray<string>,
+      listed: ReadonlySet<string>,
+      report: ReturnType<typeof emptyReport>
+    ) =>
+      Effect.gen(function*() {
+        const state = yield* Ref.get(stateRef)
+        const done = refs.filter((ref) => {
+          const stage = state.inFlight.get(ref)?.stage
+          return stage === "accepted" || stage === "duplicate" || stage === "quarantined"
+        })
+        if (done.length === 0) return
+        const onServer = done.filter((ref) => listed.has(ref))
+        const gone = done.filter((ref) => !listed.has(ref))
+        const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
+        yield* Effect.uninterruptible(
+          Effect.gen(function*() {
+            if (onServer.length > 0) yield* session.remove(onServer)
+            yield* emit([
+              ...onServer.map((ref) => new MessageRemoved({ ref, how })),
+              ...gone.map((ref) => new MessageRemoved({ ref, how: "gone" }))
+            ])
+          })
+        )
+        report.removed += done.length
+      })
+
+    /** Steps 1 and 2 for a batch of new messages. */
+    const retrieve = (session: MailSession, batch: ReadonlyArray<Listed>, report: ReturnType<typeof emptyReport>) =>
+      Effect.gen(function*() {
+        const fetched = yield* session.fetch(batch.map((item) => item.ref))
+        if (fetched.length === 0) return []
+        const retrieved = fetched.map(({ raw, ref }) => ({
+          ref,
+          raw,
+          sha256: sha256Hex(raw),
+          messageId: messageIdOf(raw)
+        }))
+        yield* emit(
+          retrieved.map(({ messageId, raw, ref, sha256 }) =>
+            new MessageRetrieved({ ref, sha256, size: raw.byteLength, messageId })
+          ),
+          retrieved.map(({ raw, sha256 }) => ({ sha256, bytes: raw }))
+        )
+        report.retrieved += retrieved.length
+        const state = yield* Ref.get(stateRef)
+        yield* classifyAll(retrieved.map(({ raw, ref }) => ({ entry: state.inFlight.get(ref)!, raw })))
+        return retrieved.map(({ ref }) => ref)
+      })
+
+    /** Messages retrieved before (an earlier session or a crash) whose protocol is unfinished. */
+    const finishInFlight = (
+      session: MailSession,
+      listed: ReadonlySet<string>,
+      report: ReturnType<typeof emptyReport>,
+      removeNow: boolean
+    ) =>
+      Effect.gen(function*() {
+        const state = yield* Ref.get(stateRef)
+        const entries = [...state.inFlight.values()]
+        const unclassified = entries.filter((entry) => entry.stage === "retrieved")
+        for (const entry of unclassified) {
+          const raw = yield* log.blob(entry.sha256)
+          if (Option.isNone(raw)) {
+            return yield* Effect.dieMessage(`raw message ${entry.sha256} of ${entry.ref} is missing from the log`)
+          }
+          yield* classifyAll([{ entry, raw: raw.value }])
+        }
+        const refs = entries.map((entry) => entry.ref)
+        yield* forwardDue(refs, report)
+        if (removeNow) yield* removeDone(session, refs, listed, report)
+        return refs
+      })
+
+    const countOutcomes = (before: MailboxState["counts"], after: MailboxState["counts"], report: ReturnType<typeof emptyReport>) => {
+      report.accepted += after.accepted - before.accepted
+      report.duplicates += after.duplicates - before.duplicates
+    }
+
+    /** One poll: finish what is in flight, then retrieve what is new. */
+    const poll = (session: MailSession) =>
+      Effect.gen(function*() {
+        const report = emptyReport()
+        const before = { ...(yield* Ref.get(stateRef)).counts }
+        const listing = yield* session.list
+        report.listed = listing.length
+        const listed = new Set(listing.map((item) => item.ref))
+        // POP3 removes at QUIT, which ends the session: remove once, at the end of the poll.
+        const removeAtEnd = session.removalEndsSession === true
+        const toRemove: Array<string> = []
+
+        toRemove.push(...yield* finishInFlight(session, listed, report, !removeAtEnd))
+
+        const state = yield* Ref.get(stateRef)
+        const seenAgain = listing.filter((item) => state.removed.has(item.ref))
+        if (seenAgain.length > 0) {
+          // Removed before, but the server still has it (a POP3 session that died before QUIT).
+          yield* Effect.logInfo(`${seenAgain.length} message(s) already handled are still on the server: removing them again`)
+          yield* Effect.uninterruptible(session.remove(seenAgain.map((item) => item.ref)))
+        }
+        const fresh = listing.filter((item) => !state.inFlight.has(item.ref) && !state.removed.has(item.ref))
+        for (const batch of batches(fresh)) {
+          const refs = yield* retrieve(session, batch, report)
+          yield* forwardDue(refs, report)
+          if (removeAtEnd) toRemove.push(...refs)
+          else yield* removeDone(session, refs, listed, report)
+        }
+        if (removeAtEnd) yield* removeDone(session, toRemove, listed, report)
+        countOutcomes(before, (yield* Ref.get(stateRef)).counts, report)
+        yield* log.recordPoll(plan.id)
+        if (report.listed > 0) {
+          yield* Effect.logInfo("poll").pipe(Effect.annotateLogs(report))
+        }
+        return report as PollReport
+      })
+
+    return { emit, poll } as const
+  })
+
+export interface RunOptions {
+  /** Poll once and return, without reconnecting. */
+  readonly once: boolean
+}
+
+export interface RunOutcome {
+  /** Whether the mailbox was reached (connected and polled) at least once. */
+  readonly reached: boolean
+}
+
+type SessionError = MailSourceError | EventLogError
+
+const describe = (error: SessionError): string => {
+  switch (error._tag) {
+    case "MailSourceError":
+      return `${error.kind}: ${error.message}`
+    case "SqlError":
+      return `event log unavailable: ${error.message}${error.cause ? ` (${String(error.cause)})` : ""}`
+    case "StreamVersionConflict":
+      return `another writer appended to this mailbox's stream (expected version ${error.expected}, found ${error.actual})`
+  }
+}
+
+/**
+ * Runs one mailbox until interrupted (or for one poll with `once`). Requires the mailbox's
+ * source and quarantine sink, and the event log.
+ */
+export const run = (plan: MailboxPlan, options: RunOptions) =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    const source = yield* MailSource
+    const stateRef = yield* Ref.make(yield* log.replay(plan.id))
+    const processor = yield* makeProcessor(plan, stateRef)
+    const reached = yield* Ref.make(false)
+
+    const session = Effect.scoped(
+      Effect.gen(function*() {
+        const opened = yield* source.open
+        yield* processor.emit([new MailboxConnected({ server: opened.server })])
+        yield* Ref.set(reached, true)
+        yield* Effect.logInfo(`connected to ${opened.server}`)
+        const pollOnce = processor.poll(opened)
+        if (options.once) return yield* pollOnce
+        // The session ends when a poll fails or the connection drops between polls.
+        return yield* Effect.raceFirst(
+          pollOnce.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(plan.pollingIntervalSeconds))), Effect.asVoid),
+          opened.closed
+        )
+      })
+    )
+
+    const recordFailure = (error: SessionError, attempt: number, retryIn: Duration.Duration) =>
+      Effect.gen(function*() {
+        const message = `${describe(error)}; retrying in ${Duration.format(retryIn)} (attempt ${attempt})`
+        if (error._tag === "MailSourceError") {
+          yield* Effect.logWarning(`connection failed: ${message}`)
+        } else {
+          // Storage trouble: nothing is removed from the server until the log takes writes again.
+          yield* Effect.logError(`mailbox paused: ${message}`)
+          // Whatever was not committed is not in the log: start again from what is.
+          yield* log.replay(plan.id).pipe(Effect.flatMap((state) => Ref.set(stateRef, state)), Effect.ignore)
+        }
+        yield* processor.emit([new MailboxConnectionFailed({
+          error: describe(error),
+          attempt,
+          retryInSeconds: Math.round(Duration.toMillis(retryIn) / 1000)
+        })]).pipe(Effect.catchAll((cause) => Effect.logError(`cannot record the failure: ${describe(cause)}`)))
+      })
+
+    if (options.once) {
+      yield* session.pipe(Effect.catchAll((error) => recordFailure(error, 1, Duration.zero)))
+      return { reached: yield* Ref.get(reached) } satisfies RunOutcome
+    }
+
+    // Reconnect loop: the attempt count resets only after a session stayed healthy a while.
+    const reconnectLoop = Effect.gen(function*() {
+      let attempt = 0
+      while (true) {
+        const startedAt = yield* Clock.currentTimeMillis
+        const result = yield* Effect.either(session)
+        if (result._tag === "Right") continue
+        const endedAt = yield* Clock.currentTimeMillis
+        if (endedAt - startedAt >= Duration.toMillis(HEALTHY_AFTER)) attempt = 0
+        attempt += 1
+        const delay = reconnectDelay(plan.reconnectIntervalSeconds, attempt, yield* Random.next)
+        yield* recordFailure(result.left, attempt, delay)
+        yield* Effect.sleep(delay)
+      }
+    })
+    return yield* reconnectLoop.pipe(
+      Effect.onInterrupt(() =>
+        processor.emit([new MailboxStopped({ reason: "shutdown", detail: "the daemon is stopping" })]).pipe(Effect.ignore)
+      )
+    )
+  }).pipe(Effect.annotateLogs({ mailbox: plan.id }))

@@ -1,0 +1,204 @@
+/**
+ * The IMAP `MailSource` on imapflow. Facts this file respects:
+ * - imapflow never reconnects and a client cannot be reused: one client per session.
+ * - Without an 'error' listener an error event kills the process.
+ * - The mailbox lock is held only inside one operation and always released in `finally`.
+ * - No command is issued while a FETCH is being iterated (it would deadlock): `fetchAll`.
+ * - Refs carry UIDVALIDITY (RFC 3501 §2.3.1.1): a ref from another UIDVALIDITY is gone.
+ * - Removal uses UID EXPUNGE (RFC 4315 UIDPLUS) or MOVE (RFC 6851), never a plain EXPUNGE,
+ *   which would also remove every other \Deleted message in the folder.
+ */
+import { Deferred, Duration, Effect, Layer, Redacted } from "effect"
+import { ImapFlow, type ImapFlowOptions } from "imapflow"
+import { readFileSync } from "node:fs"
+import type { ServerMailbox } from "../../domain/config.js"
+import { type Fetched, type Listed, type MailSession, MailSource, MailSourceError } from "../MailSource.js"
+
+export const defaultPort = (tls: ServerMailbox["tls"]): number => (tls === "implicit" ? 993 : 143)
+
+const TLS_ERROR_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+  "EPROTO"
+])
+
+/** Maps an imapflow or socket error to a kind the mailbox actor can act on. */
+export const toSourceError = (cause: unknown, during: string): MailSourceError => {
+  const error = cause as {
+    message?: string
+    code?: string
+    authenticationFailed?: boolean
+    tlsFailed?: boolean
+    responseText?: string
+    serverResponseCode?: string
+  }
+  const detail = [error.responseText ?? error.message ?? String(cause), error.code].filter(Boolean).join(" ")
+  const message = `${during}: ${detail}`
+  if (error.authenticationFailed || error.serverResponseCode === "AUTHENTICATIONFAILED") {
+    return new MailSourceError({ kind: "auth", message })
+  }
+  if (error.tlsFailed || (error.code !== undefined && TLS_ERROR_CODES.has(error.code))) {
+    return new MailSourceError({ kind: "tls", message })
+  }
+  if (error.code === "ETIMEDOUT" || error.code === "CONNECT_TIMEOUT" || error.code === "GREETING_TIMEOUT") {
+    return new MailSourceError({ kind: "timeout", message })
+  }
+  if (error.code === "NoConnection" || error.code === "EConnectionClosed") {
+    return new MailSourceError({ kind: "closed", message })
+  }
+  if (error.code === "ECONNREFUSED" || error.code === "ECONNRESET" || error.code === "ENOTFOUND" || error.code === "EHOSTUNREACH") {
+    return new MailSourceError({ kind: "connect", message })
+  }
+  return new MailSourceError({ kind: "protocol", message })
+}
+
+interface Ref {
+  readonly uidValidity: string
+  readonly uid: number
+}
+
+const parseRef = (ref: string): Ref | undefined => {
+  const match = /^(\d+):(\d+)$/.exec(ref)
+  return match === null ? undefined : { uidValidity: match[1]!, uid: Number(match[2]) }
+}
+
+const clientOptions = (mailbox: ServerMailbox): ImapFlowOptions => ({
+  host: mailbox.host,
+  port: mailbox.port ?? defaultPort(mailbox.tls),
+  secure: mailbox.tls === "implicit",
+  // true: STARTTLS required, a server without it is refused (never downgraded); false: never.
+  doSTARTTLS: mailbox.tls === "starttls" ? true : false,
+  auth: { user: mailbox.user, pass: Redacted.value(mailbox.password) },
+  tls: {
+    rejectUnauthorized: mailbox.tlsRejectUnauthorized,
+    ...(mailbox.caFile === undefined ? {} : { ca: readFileSync(mailbox.caFile) })
+  },
+  logger: false,
+  connectionTimeout: mailbox.connectTimeoutSeconds * 1000,
+  greetingTimeout: mailbox.connectTimeoutSeconds * 1000,
+  socketTimeout: Math.max(mailbox.commandTimeoutSeconds * 1000, 5 * 60 * 1000),
+  clientInfo: { name: "mailintake" }
+} as ImapFlowOptions)
+
+const openSession = (mailbox: ServerMailbox) =>
+  Effect.gen(function*() {
+    const closed = yield* Deferred.make<never, MailSourceError>()
+    const client = yield* Effect.try({
+      try: () => new ImapFlow(clientOptions(mailbox)),
+      catch: (cause) => toSourceError(cause, "configure")
+    })
+    // Without an 'error' listener imapflow's error event would crash the process.
+    client.on("error", (error: unknown) => {
+      Deferred.unsafeDone(closed, Effect.fail(toSourceError(error, "connection")))
+    })
+    client.on("close", () => {
+      Deferred.unsafeDone(closed, Effect.fail(new MailSourceError({ kind: "closed", message: "connection closed by the server" })))
+    })
+
+    yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => client.connect(),
+        catch: (cause) => toSourceError(cause, "connect")
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => client.close()))),
+      () =>
+        Effect.tryPromise(() => client.logout()).pipe(
+          Effect.timeout(Duration.seconds(5)),
+          Effect.ignore,
+          Effect.ensuring(Effect.sync(() => client.close()))
+        )
+    )
+
+    const commandTimeout = Duration.seconds(mailbox.commandTimeoutSeconds)
+    const server = `imap${mailbox.tls === "implicit" ? "s" : ""}://${mailbox.host}:${mailbox.port ?? defaultPort(mailbox.tls)}/${mailbox.folder}`
+
+    /** Runs one operation under the mailbox lock, with a timeout that abandons the session. */
+    const withMailbox = <A>(during: string, operation: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: async () => {
+          const lock = await client.getMailboxLock(mailbox.folder)
+          try {
+            return await operation()
+          } finally {
+            lock.release()
+          }
+        },
+        catch: (cause) => toSourceError(cause, during)
+      }).pipe(
+        Effect.timeoutFail({
+          duration: commandTimeout,
+          onTimeout: () => new MailSourceError({ kind: "timeout", message: `${during}: no answer within ${Duration.format(commandTimeout)}` })
+        }),
+        // A timed-out or interrupted command leaves the client in an unknown state: drop it.
+        Effect.onError(() => Effect.sync(() => client.close()))
+      )
+
+    const currentUidValidity = () => String(client.mailbox && client.mailbox.uidValidity)
+
+    const list = withMailbox("list", async () => {
+      if (client.mailbox === false || client.mailbox.exists === 0) return []
+      const uidValidity = currentUidValidity()
+      const messages = await client.fetchAll("1:*", { uid: true, size: true, flags: true })
+      return messages
+        .filter((message) => !message.flags?.has("\\Deleted"))
+        .sort((a, b) => a.uid - b.uid)
+        .map((message): Listed => ({ ref: `${uidValidity}:${message.uid}`, size: message.size }))
+    })
+
+    const uidsOf = (refs: ReadonlyArray<string>, uidValidity: string) =>
+      refs
+        .map(parseRef)
+        .filter((ref): ref is Ref => ref !== undefined && ref.uidValidity === uidValidity)
+        .map((ref) => ref.uid)
+
+    const fetch = (refs: ReadonlyArray<string>) =>
+      withMailbox("fetch", async () => {
+        const uidValidity = currentUidValidity()
+        const uids = uidsOf(refs, uidValidity)
+        if (uids.length === 0) return []
+        const messages = await client.fetchAll(uids.join(","), { uid: true, source: true }, { uid: true })
+        const byUid = new Map(messages.map((message) => [message.uid, message.source]))
+        return uids.flatMap((uid): Array<Fetched> => {
+          const source = byUid.get(uid)
+          return source === undefined ? [] : [{ ref: `${uidValidity}:${uid}`, raw: source }]
+        })
+      })
+
+    const remove = (refs: ReadonlyArray<string>) =>
+      withMailbox("remove", async () => {
+        const uids = uidsOf(refs, currentUidValidity())
+        if (uids.length === 0) return
+        const range = uids.join(",")
+        const capabilities = client.capabilities
+        if (mailbox.afterProcessing !== "delete") {
+          // RFC 6851 MOVE is atomic; without it imapflow would COPY and then EXPUNGE.
+          if (!capabilities.has("MOVE") && !capabilities.has("UIDPLUS")) {
+            throw new Error("the server supports neither MOVE nor UIDPLUS: cannot move without a plain EXPUNGE")
+          }
+          const moved = await client.messageMove(range, mailbox.afterProcessing.moveTo, { uid: true })
+          if (moved === false) throw new Error(`MOVE to ${mailbox.afterProcessing.moveTo} was refused`)
+          return
+        }
+        if (!capabilities.has("UIDPLUS")) {
+          throw new Error("the server does not support UIDPLUS (RFC 4315): refusing a plain EXPUNGE, which would remove other clients' \\Deleted messages too")
+        }
+        const deleted = await client.messageDelete(range, { uid: true })
+        if (!deleted) throw new Error("UID EXPUNGE was refused")
+      })
+
+    return {
+      server,
+      list,
+      fetch,
+      remove,
+      closed: Deferred.await(closed)
+    } satisfies MailSession
+  })
+
+/** A `MailSource` for one IMAP mailbox. */
+export const layer = (mailbox: ServerMailbox): Layer.Layer<MailSource> =>
+  Layer.succeed(MailSource, { open: openSession(mailbox) })

@@ -1,0 +1,692 @@
+/**
+ * A small POP3 client (RFC 1939) on `node:net` / `node:tls`, with CAPA (RFC 2449), STLS
+ * (RFC 2595), SASL PLAIN and XOAUTH2 (RFC 5034) and the response codes of RFC 3206.
+ *
+ * - One command at a time: a semaphore serialises them, and a command that does not read its
+ *   response to the end (timeout, interruption, broken stream) abandons the connection, since
+ *   the next response could no longer be told apart from the rest of this one. Abandoning
+ *   never sends QUIT, so pending DELEs are never committed (RFC 1939 §6).
+ * - Every wait for bytes has the command timeout; a long RETR is fine as long as bytes flow.
+ * - Received bytes go through `Pop3Reader` as Buffers: message bytes are never decoded.
+ * - Credentials are only ever written to the socket: no error message or log carries them.
+ */
+import { Buffer } from "node:buffer"
+import * as net from "node:net"
+import * as tls from "node:tls"
+import { Chunk, Deferred, Duration, Effect, Exit, Option, Redacted, type Scope, Stream } from "effect"
+import { MailSourceError, type MailSourceErrorKind } from "../MailSource.js"
+import { bodyLines, Pop3Reader } from "./Pop3Reader.js"
+
+export interface Pop3ConnectOptions {
+  readonly host: string
+  readonly port: number
+  /** `starttls` requires STLS (RFC 2595) and refuses a server that does not offer it. */
+  readonly tls: "implicit" | "starttls" | "none"
+  /** Certificate verification; on unless explicitly turned off. */
+  readonly rejectUnauthorized?: boolean
+  /** PEM certificates to trust instead of Node's default roots (e.g. a private CA). */
+  readonly ca?: string | Buffer
+  /** TCP connect plus TLS handshake (implicit or STLS). */
+  readonly connectTimeout: Duration.DurationInput
+  /** Longest wait for the next bytes of any response. */
+  readonly commandTimeout: Duration.DurationInput
+}
+
+export type Pop3Credentials =
+  | { readonly user: string; readonly password: Redacted.Redacted<string> }
+  | { readonly user: string; readonly accessToken: Redacted.Redacted<string> }
+
+export interface Pop3ScanListing {
+  /** Message number, valid for this session only (RFC 1939 §5). */
+  readonly number: number
+  readonly size: number
+}
+
+export interface Pop3UniqueId {
+  readonly number: number
+  /** RFC 1939 §7: 1 to 70 characters 0x21-0x7E, stable across sessions. */
+  readonly uid: string
+}
+
+/** RFC 1939 §3: AUTHORIZATION until logged in, then TRANSACTION; `closed` after QUIT or failure. */
+export type Pop3State = "authorization" | "transaction" | "closed"
+
+export interface Pop3Client {
+  /** The server's greeting text (after "+OK"). */
+  readonly greeting: string
+  /** The CAPA lines (RFC 2449), as last read; empty when the server has no CAPA. */
+  readonly capabilities: ReadonlyArray<string>
+  /** True once the connection is encrypted (implicit TLS or after STLS). */
+  readonly secure: boolean
+  readonly state: Pop3State
+  /** DELEs sent since the last RSET; they are committed only by QUIT's +OK (RFC 1939 §6). */
+  readonly pendingDeletes: number
+  /** Re-reads the capabilities; `undefined` when the server answers CAPA with -ERR. */
+  readonly capa: Effect.Effect<ReadonlyArray<string> | undefined, MailSourceError>
+  /** Logs in: XOAUTH2 for a token; with a password, AUTH PLAIN when the server offers it, else USER/PASS. */
+  readonly login: (credentials: Pop3Credentials) => Effect.Effect<void, MailSourceError>
+  readonly userPass: (user: string, password: Redacted.Redacted<string>) => Effect.Effect<void, MailSourceError>
+  readonly authPlain: (user: string, password: Redacted.Redacted<string>) => Effect.Effect<void, MailSourceError>
+  readonly authXoauth2: (user: string, accessToken: Redacted.Redacted<string>) => Effect.Effect<void, MailSourceError>
+  readonly stat: Effect.Effect<{ readonly count: number; readonly size: number }, MailSourceError>
+  readonly list: Effect.Effect<ReadonlyArray<Pop3ScanListing>, MailSourceError>
+  /** `None` when the server does not implement UIDL (it is optional, RFC 1939 §7). */
+  readonly uidl: Effect.Effect<Option.Option<ReadonlyArray<Pop3UniqueId>>, MailSourceError>
+  /** The message's bytes, unstuffed, joined once at the end. */
+  readonly retr: (number: number) => Effect.Effect<Buffer, MailSourceError>
+  /**
+   * The message's bytes as they arrive. Holds the connection until the stream ends; a stream
+   * not read to the end abandons the connection (no QUIT, nothing deleted).
+   */
+  readonly retrStream: (number: number) => Stream.Stream<Buffer, MailSourceError>
+  readonly dele: (number: number) => Effect.Effect<void, MailSourceError>
+  readonly rset: Effect.Effect<void, MailSourceError>
+  readonly noop: Effect.Effect<void, MailSourceError>
+  /**
+   * Ends the session. In TRANSACTION state its +OK is the server's word that every DELE is
+   * committed (RFC 1939 §6); -ERR means some were not.
+   */
+  readonly quit: Effect.Effect<void, MailSourceError>
+  /** Drops the connection without QUIT: the server deletes nothing (RFC 1939 §6). */
+  readonly destroy: Effect.Effect<void>
+  /** Fails once the connection is gone (closed by either side, or abandoned); never succeeds. */
+  readonly closed: Effect.Effect<never, MailSourceError>
+}
+
+// RFC 2449 §4: responses are at most 512 octets; leave room for servers that exceed it a bit.
+const MAX_STATUS_LINE_BYTES = 8 * 1024
+// RFC 2449 §4: a command line is at most 255 octets including CRLF.
+const MAX_COMMAND_BYTES = 255
+// Stop reading the socket while this much is waiting to be consumed (a slow RETR consumer).
+const HIGH_WATER_BYTES = 1024 * 1024
+// A finalizer's QUIT must not hold up closing the scope for a whole command timeout.
+const FINALIZER_QUIT_TIMEOUT = Duration.seconds(5)
+
+const TLS_ERROR_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_REVOKED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+  "EPROTO"
+])
+
+interface Status {
+  readonly kind: "ok" | "err" | "continue"
+  readonly text: string
+}
+
+/** Server text is shown in errors: keep it printable and short. */
+const shown = (text: string): string => {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\x00-\x1f\x7f]/g, "?")
+  return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean
+}
+
+const parseStatus = (line: Buffer): Status | undefined => {
+  const text = line.toString("utf8")
+  if (text.startsWith("+OK")) return { kind: "ok", text: text.slice(3).trimStart() }
+  if (text.startsWith("-ERR")) return { kind: "err", text: text.slice(4).trimStart() }
+  // RFC 5034 §4: a SASL continuation is "+" SP base64, possibly empty.
+  if (text === "+" || text.startsWith("+ ")) return { kind: "continue", text: text.slice(1).trimStart() }
+  return undefined
+}
+
+/**
+ * RFC 3206 response codes on a refused login: [IN-USE] (maildrop locked by another session),
+ * [SYS/TEMP] and RFC 2449's [LOGIN-DELAY] heal by themselves, unlike bad credentials.
+ */
+const loginRefusedKind = (text: string): MailSourceErrorKind =>
+  /^\[(IN-USE|SYS\/TEMP|LOGIN-DELAY)\]/i.test(text) ? "connect" : "auth"
+
+const socketErrorCode = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code
+
+const describeSocketError = (error: unknown): string => {
+  const message = error instanceof Error ? error.message : String(error)
+  const code = socketErrorCode(error)
+  return code !== undefined && !message.includes(code) ? `${message} (${code})` : message
+}
+
+/** SASL PLAIN (RFC 4616): empty authzid, authcid, password. */
+const plainResponse = (user: string, password: Redacted.Redacted<string>): Redacted.Redacted<string> =>
+  Redacted.make(Buffer.from(`\u0000${user}\u0000${Redacted.value(password)}`, "utf8").toString("base64"))
+
+/** Google's XOAUTH2: "user=" user ^A "auth=Bearer " token ^A ^A. */
+const xoauth2Response = (user: string, token: Redacted.Redacted<string>): Redacted.Redacted<string> =>
+  Redacted.make(Buffer.from(`user=${user}\u0001auth=Bearer ${Redacted.value(token)}\u0001\u0001`, "utf8").toString("base64"))
+
+const parseListing = (line: string): [number, string] | undefined => {
+  const match = /^(\d+) +(\S+)/.exec(line)
+  return match === null ? undefined : [Number(match[1]), match[2]!]
+}
+
+/**
+ * Connects, reads the greeting and reads CAPA; with `tls: "starttls"` it then upgrades with
+ * STLS and reads CAPA again. The client is in AUTHORIZATION state. Closing the scope sends QUIT
+ * when that is safe (no DELE pending, connection in step) and always destroys the socket.
+ */
+export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, MailSourceError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const target = `${options.host}:${options.port}`
+    const connectTimeout = Duration.decode(options.connectTimeout)
+    const commandTimeout = Duration.decode(options.commandTimeout)
+    const error = (kind: MailSourceErrorKind, message: string) => new MailSourceError({ kind, message: `POP3 ${target}: ${message}` })
+
+    const reader = new Pop3Reader()
+    const semaphore = yield* Effect.makeSemaphore(1)
+    const closedSignal = yield* Deferred.make<never, MailSourceError>()
+    const sockets: Array<net.Socket> = []
+    let socket: net.Socket
+    /** Why the socket can deliver no more bytes (closed, errored, abandoned). */
+    let streamFailure: MailSourceError | undefined
+    /** Why no further command may be sent; set with streamFailure, or by QUIT. */
+    let endedBecause: string | undefined
+    let waiter: (() => void) | undefined
+    let greeting = ""
+    let capabilities: ReadonlyArray<string> = []
+    let secure = false
+    let state: Pop3State = "authorization"
+    let pendingDeletes = 0
+
+    const wake = () => {
+      const resume = waiter
+      waiter = undefined
+      resume?.()
+    }
+    const destroySockets = () => {
+      for (const s of sockets) s.destroy()
+    }
+    /** The connection is over: no more bytes, no more commands, `closed` fails. */
+    const end = (failure: MailSourceError) => {
+      streamFailure ??= failure
+      endedBecause ??= failure.message
+      state = "closed"
+      Deferred.unsafeDone(closedSignal, Exit.fail(error("closed", `session is closed: ${endedBecause}`)))
+      wake()
+    }
+    const abandon = (reason: string) =>
+      Effect.sync(() => {
+        end(error("closed", reason))
+        destroySockets()
+      })
+
+    const onData = (chunk: Buffer) => {
+      reader.push(chunk)
+      if (reader.buffered >= HIGH_WATER_BYTES) socket.pause()
+      wake()
+    }
+    const onError = (cause: unknown) => end(error("closed", `connection failed: ${describeSocketError(cause)}`))
+    const onClose = () => end(error("closed", "connection closed"))
+    const attach = (s: net.Socket) => {
+      socket = s
+      s.on("data", onData)
+      s.on("error", onError)
+      s.on("close", onClose)
+    }
+    const detach = (s: net.Socket) => {
+      s.off("data", onData)
+      s.off("error", onError)
+      s.off("close", onClose)
+      // The TLS layer now owns this socket; an error on it must still never go unhandled.
+      s.on("error", () => {})
+    }
+
+    /** Waits for the socket to connect (and finish the TLS handshake when `secureEvent`). */
+    const established = (s: net.Socket, tcpConnected: boolean, secureEvent: boolean) =>
+      Effect.async<void, MailSourceError>((resume) => {
+        let connected = tcpConnected
+        const cleanup = () => {
+          s.off("connect", onConnect)
+          s.off("secureConnect", onSecure)
+          s.off("error", onFail)
+          s.off("close", onClosed)
+        }
+        const onConnect = () => {
+          connected = true
+          if (!secureEvent) {
+            cleanup()
+            resume(Effect.void)
+          }
+        }
+        const onSecure = () => {
+          cleanup()
+          resume(Effect.void)
+        }
+        const onFail = (cause: unknown) => {
+          cleanup()
+          const code = socketErrorCode(cause)
+          const tlsFailure = (connected && secureEvent) || (code !== undefined && TLS_ERROR_CODES.has(code))
+          resume(Effect.fail(error(
+            tlsFailure ? "tls" : "connect",
+            `${tlsFailure ? "TLS handshake failed" : "cannot connect"}: ${describeSocketError(cause)}`
+          )))
+        }
+        const onClosed = () => {
+          cleanup()
+          resume(Effect.fail(error(connected && secureEvent ? "tls" : "connect", "connection closed while connecting")))
+        }
+        s.on("connect", onConnect)
+        s.on("secureConnect", onSecure)
+        s.on("error", onFail)
+        s.on("close", onClosed)
+        return Effect.sync(cleanup)
+      }).pipe(
+        Effect.timeoutFail({
+          duration: connectTimeout,
+          onTimeout: () => error("timeout", `no connection within ${Duration.format(connectTimeout)}`)
+        })
+      )
+
+    const tlsOptions = (): tls.ConnectionOptions => ({
+      host: options.host,
+      // RFC 6066 §3: SNI carries host names only, never IP addresses.
+      ...(net.isIP(options.host) === 0 ? { servername: options.host } : {}),
+      rejectUnauthorized: options.rejectUnauthorized ?? true,
+      ...(options.ca === undefined ? {} : { ca: options.ca })
+    })
+
+    // ---- reading and writing ---------------------------------------------------------------
+
+    const awaitBytes = Effect.async<void, MailSourceError>((resume) => {
+      if (streamFailure !== undefined) return resume(Effect.fail(streamFailure))
+      waiter = () => resume(streamFailure === undefined ? Effect.void : Effect.fail(streamFailure))
+      // Only paused when the reader held a lot; we have consumed it all by now.
+      if (socket.isPaused()) socket.resume()
+      return Effect.sync(() => {
+        waiter = undefined
+      })
+    }).pipe(
+      Effect.timeoutFail({
+        duration: commandTimeout,
+        onTimeout: () => error("timeout", `no answer within ${Duration.format(commandTimeout)}`)
+      })
+    )
+
+    const readStatus = (command: string): Effect.Effect<Status, MailSourceError> =>
+      Effect.gen(function*() {
+        while (true) {
+          const line = reader.readLine()
+          if (line !== undefined) {
+            const status = parseStatus(line)
+            if (status === undefined) {
+              return yield* Effect.fail(error("protocol", `unexpected answer to ${command}: ${shown(line.toString("latin1"))}`))
+            }
+            return status
+          }
+          if (reader.buffered > MAX_STATUS_LINE_BYTES) {
+            return yield* Effect.fail(error("protocol", `answer to ${command} is not a line (over ${MAX_STATUS_LINE_BYTES} bytes)`))
+          }
+          yield* awaitBytes
+        }
+      })
+
+    /** Reads a multi-line body to its terminator, handing each piece to `onChunk`. */
+    const readBody = (onChunk: (chunk: Buffer) => void) =>
+      Effect.gen(function*() {
+        while (true) {
+          const { chunks, done } = reader.readData()
+          for (const chunk of chunks) onChunk(chunk)
+          if (done) return
+          yield* awaitBytes
+        }
+      })
+
+    const readBodyBuffer = Effect.suspend(() => {
+      const chunks: Array<Buffer> = []
+      let size = 0
+      return readBody((chunk) => {
+        chunks.push(chunk)
+        size += chunk.byteLength
+      }).pipe(Effect.map(() => Buffer.concat(chunks, size)))
+    })
+
+    /** `label` names the command in errors, so that PASS/AUTH lines never appear in one. */
+    const write = (line: string, label: string) =>
+      Effect.suspend(() => {
+        if (streamFailure !== undefined) return Effect.fail(streamFailure)
+        // A CR or LF in an argument would smuggle in a second command.
+        if (/[\r\n\0]/.test(line)) return Effect.fail(error("protocol", `${label}: argument contains a line break`))
+        const bytes = Buffer.from(`${line}\r\n`, "utf8")
+        if (bytes.byteLength > MAX_COMMAND_BYTES) {
+          return Effect.fail(error("protocol", `${label}: command longer than ${MAX_COMMAND_BYTES} octets (RFC 2449 §4)`))
+        }
+        socket.write(bytes)
+        return Effect.void
+      })
+
+    /**
+     * Runs one exchange with the server, alone. A failure or interruption inside it means the
+     * response was not read to its end: the connection is out of step and is abandoned.
+     */
+    const exchange = <A>(label: string, body: Effect.Effect<A, MailSourceError>): Effect.Effect<A, MailSourceError> =>
+      semaphore.withPermits(1)(
+        Effect.suspend(() =>
+          endedBecause !== undefined
+            ? Effect.fail(error("closed", `${label}: session is closed: ${endedBecause}`))
+            : body.pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : abandon(`${label} did not complete`))))
+        )
+      )
+
+    const command = (line: string, label = line) =>
+      exchange(label, Effect.zipRight(write(line, label), readStatus(label)))
+
+    const expectOk = (label: string, kind: MailSourceErrorKind = "protocol") => (status: Status) =>
+      status.kind === "ok"
+        ? Effect.succeed(status.text)
+        : Effect.fail(error(kind, `${label} refused: ${shown(status.text)}`))
+
+    /** A command whose +OK is followed by a multi-line body (RFC 1939 §3). */
+    const multiline = (line: string, label = line) =>
+      exchange(label, Effect.gen(function*() {
+        yield* write(line, label)
+        const status = yield* readStatus(label)
+        if (status.kind !== "ok") return { status, body: Buffer.alloc(0) }
+        return { status, body: yield* readBodyBuffer }
+      }))
+
+    const requireState = (label: string, wanted: Pop3State) =>
+      Effect.suspend(() =>
+        state === wanted || state === "closed"
+          ? Effect.void
+          : Effect.fail(error("protocol", `${label} is not allowed in ${state.toUpperCase()} state`))
+      )
+
+    const capa = multiline("CAPA").pipe(
+      Effect.map(({ body, status }) => {
+        const lines = status.kind === "ok" ? bodyLines(body) : undefined
+        capabilities = lines ?? []
+        return lines
+      })
+    )
+    const hasCapability = (name: string) => capabilities.some((line) => line.split(" ")[0]!.toUpperCase() === name)
+    const saslMechanisms = () =>
+      capabilities
+        .filter((line) => line.split(" ")[0]!.toUpperCase() === "SASL")
+        .flatMap((line) => line.split(" ").slice(1).map((mechanism) => mechanism.toUpperCase()))
+
+    const stls = exchange("STLS", Effect.gen(function*() {
+      // RFC 2595 §4: STLS only in AUTHORIZATION state, and only once.
+      if (state !== "authorization" || secure) return yield* Effect.fail(error("protocol", "STLS is only allowed once, before login"))
+      yield* write("STLS", "STLS")
+      const status = yield* readStatus("STLS")
+      if (status.kind !== "ok") return yield* Effect.fail(error("tls", `STLS refused: ${shown(status.text)}`))
+      // Bytes that came before the handshake are unprotected: a man in the middle could have
+      // injected them (the STARTTLS command injection of CVE-2011-0411). Refuse the server.
+      if (reader.buffered > 0) return yield* Effect.fail(error("tls", "server sent data after +OK to STLS, before the TLS handshake"))
+      const plain = socket
+      detach(plain)
+      const upgraded = tls.connect({ ...tlsOptions(), socket: plain })
+      sockets.push(upgraded)
+      attach(upgraded)
+      yield* established(upgraded, true, true)
+      secure = true
+    }))
+
+    // ---- AUTHORIZATION -----------------------------------------------------------------------
+
+    /** RFC 5034: AUTH with an initial response, or on a continuation when the line would be too long. */
+    const sasl = (mechanism: string, response: Redacted.Redacted<string>) => {
+      const label = `AUTH ${mechanism}`
+      return requireState(label, "authorization").pipe(
+        Effect.zipRight(exchange(label, Effect.gen(function*() {
+          const initial = `AUTH ${mechanism} ${Redacted.value(response)}`
+          if (initial.length + 2 <= MAX_COMMAND_BYTES) {
+            yield* write(initial, label)
+          } else {
+            yield* write(`AUTH ${mechanism}`, label)
+            const challenge = yield* readStatus(label)
+            if (challenge.kind !== "continue") return challenge
+            // A base64 response line is not a command: RFC 2449's 255-octet limit does not apply.
+            socket.write(`${Redacted.value(response)}\r\n`)
+          }
+          const status = yield* readStatus(label)
+          if (status.kind !== "continue") return status
+          // RFC 5034 §4: a challenge after our only response reports a failure (XOAUTH2 sends
+          // its error JSON this way and expects an empty line); "*" cancels for the others.
+          yield* write(mechanism === "XOAUTH2" ? "" : "*", label)
+          return yield* readStatus(label)
+        }))),
+        Effect.flatMap((status) => {
+          if (status.kind === "ok") {
+            state = "transaction"
+            return Effect.void
+          }
+          return Effect.fail(error(
+            status.kind === "err" ? loginRefusedKind(status.text) : "protocol",
+            `${label} refused: ${shown(status.text)}`
+          ))
+        })
+      )
+    }
+
+    const authPlain = (user: string, password: Redacted.Redacted<string>) => sasl("PLAIN", plainResponse(user, password))
+    const authXoauth2 = (user: string, accessToken: Redacted.Redacted<string>) =>
+      sasl("XOAUTH2", xoauth2Response(user, accessToken))
+
+    const userPass = (user: string, password: Redacted.Redacted<string>) =>
+      requireState("USER", "authorization").pipe(
+        Effect.zipRight(command(`USER ${user}`, "USER")),
+        Effect.flatMap((status) => status.kind === "ok" ? Effect.void : Effect.fail(error(loginRefusedKind(status.text), `USER refused: ${shown(status.text)}`))),
+        Effect.zipRight(command(`PASS ${Redacted.value(password)}`, "PASS")),
+        Effect.flatMap((status) => {
+          if (status.kind === "ok") {
+            state = "transaction"
+            return Effect.void
+          }
+          return Effect.fail(error(loginRefusedKind(status.text), `PASS refused: ${shown(status.text)}`))
+        })
+      )
+
+    const login = (credentials: Pop3Credentials) =>
+      "accessToken" in credentials
+        ? authXoauth2(credentials.user, credentials.accessToken)
+        : saslMechanisms().includes("PLAIN")
+        ? authPlain(credentials.user, credentials.password)
+        : userPass(credentials.user, credentials.password)
+
+    // ---- TRANSACTION -------------------------------------------------------------------------
+
+    const inTransaction = <A>(label: string, effect: Effect.Effect<A, MailSourceError>) =>
+      Effect.zipRight(requireState(label, "transaction"), effect)
+
+    const stat = inTransaction(
+      "STAT",
+      command("STAT").pipe(
+        Effect.flatMap(expectOk("STAT")),
+        Effect.flatMap((text) => {
+          const match = /^(\d+) +(\d+)/.exec(text)
+          return match === null
+            ? Effect.fail(error("protocol", `malformed STAT answer: ${shown(text)}`))
+            : Effect.succeed({ count: Number(match[1]), size: Number(match[2]) })
+        })
+      )
+    )
+
+    const list = inTransaction(
+      "LIST",
+      multiline("LIST").pipe(
+        Effect.flatMap(({ body, status }) =>
+          status.kind !== "ok" ? Effect.fail(error("protocol", `LIST refused: ${shown(status.text)}`)) : Effect.succeed(body)
+        ),
+        Effect.flatMap((body) =>
+          Effect.forEach(bodyLines(body), (line) => {
+            const listing = parseListing(line)
+            return listing === undefined || !/^\d+$/.test(listing[1])
+              ? Effect.fail(error("protocol", `malformed LIST line: ${shown(line)}`))
+              : Effect.succeed<Pop3ScanListing>({ number: listing[0], size: Number(listing[1]) })
+          })
+        )
+      )
+    )
+
+    const uidl = inTransaction(
+      "UIDL",
+      multiline("UIDL").pipe(
+        Effect.flatMap(({ body, status }) =>
+          status.kind !== "ok"
+            ? Effect.succeed(Option.none())
+            : Effect.forEach(bodyLines(body), (line) => {
+              const listing = parseListing(line)
+              return listing === undefined
+                ? Effect.fail(error("protocol", `malformed UIDL line: ${shown(line)}`))
+                : Effect.succeed<Pop3UniqueId>({ number: listing[0], uid: listing[1] })
+            }).pipe(Effect.map(Option.some))
+        )
+      )
+    )
+
+    const retr = (number: number) =>
+      inTransaction(
+        "RETR",
+        multiline(`RETR ${number}`).pipe(
+          Effect.flatMap(({ body, status }) =>
+            status.kind === "ok" ? Effect.succeed(body) : Effect.fail(error("protocol", `RETR ${number} refused: ${shown(status.text)}`))
+          )
+        )
+      )
+
+    const retrStream = (number: number): Stream.Stream<Buffer, MailSourceError> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const label = `RETR ${number}`
+        yield* requireState(label, "transaction")
+        yield* Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1))
+        if (endedBecause !== undefined) return yield* Effect.fail(error("closed", `${label}: session is closed: ${endedBecause}`))
+        let complete = false
+        // Runs before the permit is released: the next command must not read this body.
+        yield* Effect.addFinalizer(() => (complete ? Effect.void : abandon(`${label} was not read to the end`)))
+        yield* write(label, label)
+        const status = yield* readStatus(label)
+        if (status.kind !== "ok") {
+          complete = true
+          return yield* Effect.fail(error("protocol", `${label} refused: ${shown(status.text)}`))
+        }
+        const pull: Effect.Effect<Chunk.Chunk<Buffer>, Option.Option<MailSourceError>> = Effect.gen(function*() {
+          while (!complete) {
+            const { chunks, done } = reader.readData()
+            complete = done
+            if (chunks.length > 0) return Chunk.unsafeFromArray(chunks.slice())
+            if (!done) yield* Effect.mapError(awaitBytes, Option.some)
+          }
+          return yield* Effect.fail(Option.none())
+        })
+        return Stream.repeatEffectChunkOption(pull)
+      }))
+
+    const dele = (number: number) =>
+      inTransaction(
+        "DELE",
+        command(`DELE ${number}`).pipe(
+          Effect.flatMap(expectOk(`DELE ${number}`)),
+          Effect.tap(() => {
+            pendingDeletes += 1
+          }),
+          Effect.asVoid
+        )
+      )
+
+    const rset = inTransaction(
+      "RSET",
+      command("RSET").pipe(
+        Effect.flatMap(expectOk("RSET")),
+        Effect.tap(() => {
+          pendingDeletes = 0
+        }),
+        Effect.asVoid
+      )
+    )
+
+    const noop = inTransaction("NOOP", command("NOOP").pipe(Effect.flatMap(expectOk("NOOP")), Effect.asVoid))
+
+    const quit: Effect.Effect<void, MailSourceError> = command("QUIT").pipe(
+      Effect.flatMap((status) =>
+        Effect.sync(() => {
+          // RFC 1939 §6: after QUIT the server releases the maildrop and closes; we are done too.
+          end(error("closed", "session ended with QUIT"))
+          socket.end()
+          if (status.kind === "ok") pendingDeletes = 0
+        }).pipe(Effect.zipRight(expectOk("QUIT")(status)))
+      ),
+      Effect.asVoid
+    )
+
+    // ---- connect, greeting, CAPA, STLS -------------------------------------------------------
+
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        // QUIT is safe only with nothing pending: a QUIT after DELEs would commit them (RFC 1939 §6).
+        const quitFirst = endedBecause === undefined && pendingDeletes === 0
+        return (quitFirst ? quit.pipe(Effect.timeout(FINALIZER_QUIT_TIMEOUT), Effect.ignore) : Effect.void).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            end(error("closed", "session scope closed"))
+            destroySockets()
+          }))
+        )
+      })
+    )
+
+    const first = options.tls === "implicit"
+      ? tls.connect({ ...tlsOptions(), port: options.port })
+      : net.connect({ host: options.host, port: options.port })
+    sockets.push(first)
+    // Listen at once: an 'error' without a listener would crash the process.
+    attach(first)
+    first.setNoDelay(true)
+    yield* established(first, false, options.tls === "implicit")
+    secure = options.tls === "implicit"
+
+    const greetingStatus = yield* exchange("greeting", readStatus("greeting"))
+    if (greetingStatus.kind !== "ok") {
+      return yield* Effect.fail(error("connect", `server refused the connection: ${shown(greetingStatus.text)}`))
+    }
+    greeting = greetingStatus.text
+
+    yield* capa
+    if (options.tls === "starttls") {
+      // Never downgrade: a server that does not offer STLS is refused, not used in clear.
+      if (!hasCapability("STLS")) {
+        return yield* Effect.fail(error("tls", "tls is \"starttls\" but the server does not offer STLS in CAPA"))
+      }
+      yield* stls
+      // RFC 2595 §4: capabilities learnt before the handshake must be discarded.
+      yield* capa
+    }
+
+    return {
+      get greeting() {
+        return greeting
+      },
+      get capabilities() {
+        return capabilities
+      },
+      get secure() {
+        return secure
+      },
+      get state() {
+        return state
+      },
+      get pendingDeletes() {
+        return pendingDeletes
+      },
+      capa,
+      login,
+      userPass,
+      authPlain,
+      authXoauth2,
+      stat,
+      list,
+      uidl,
+      retr,
+      retrStream,
+      dele,
+      rset,
+      noop,
+      quit,
+      destroy: abandon("connection dropped without QUIT"),
+      closed: Deferred.await(closedSignal)
+    } satisfies Pop3Client
+  })
