@@ -28,11 +28,20 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
     ""
   )
 
+export interface LoadOptions {
+  readonly env?: NodeJS.ProcessEnv
+  /**
+   * "lenient" lets a secret that cannot be resolved decode as empty: for the commands that only
+   * read the event log (events, status, show), which need no password.
+   */
+  readonly secrets?: "required" | "lenient"
+}
+
 /** Secrets from the environment and from files (relative to the configuration file). */
-export const secretStoreLayer = (baseDirectory: string, env: NodeJS.ProcessEnv = process.env) =>
+export const secretStoreLayer = (baseDirectory: string, env: NodeJS.ProcessEnv = process.env, lenient = false) =>
   Layer.succeed(SecretStore, {
     resolve: (spec: SecretSpec) =>
-      Effect.suspend(() => {
+      Effect.suspend((): Effect.Effect<string, string> => {
         if (typeof spec === "string") return Effect.succeed(spec)
         if ("env" in spec) {
           const value = env[spec.env]
@@ -45,7 +54,7 @@ export const secretStoreLayer = (baseDirectory: string, env: NodeJS.ProcessEnv =
           try: () => readFileSync(path, "utf8").replace(/\r?\n$/, ""),
           catch: (cause) => `cannot read secret file ${path}: ${(cause as NodeJS.ErrnoException).code ?? cause}`
         })
-      })
+      }).pipe((effect) => (lenient ? Effect.orElseSucceed(effect, () => "") : effect))
   })
 
 export interface LoadedConfig {
@@ -61,9 +70,10 @@ const USAGE_TYPE_ENV = "MAILINTAKE_USAGE_TYPE"
 export const parseConfig = (
   path: string,
   text: string,
-  env: NodeJS.ProcessEnv = process.env
+  options: LoadOptions = {}
 ): Effect.Effect<LoadedConfig, ConfigInvalid> =>
   Effect.gen(function*() {
+    const env = options.env ?? process.env
     const invalid = (problems: ReadonlyArray<ConfigProblem>) => new ConfigInvalid({ file: path, problems })
     const json = yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
@@ -71,7 +81,7 @@ export const parseConfig = (
     })
     const baseDirectory = dirname(resolve(path))
     const decoded = yield* Schema.decodeUnknown(ConfigFile, { errors: "all", onExcessProperty: "error" })(json).pipe(
-      Effect.provide(secretStoreLayer(baseDirectory, env)),
+      Effect.provide(secretStoreLayer(baseDirectory, env, options.secrets === "lenient")),
       Effect.either
     )
     if (Either.isLeft(decoded)) {
@@ -101,7 +111,7 @@ export const parseConfig = (
     return { path, text, file, plan: { ...result.plan, database } }
   })
 
-export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env) =>
+export const loadConfig = (path: string, options: LoadOptions = {}) =>
   Effect.try({
     try: () => readFileSync(path, "utf8"),
     catch: (cause) =>
@@ -109,4 +119,4 @@ export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env) =
         file: path,
         problems: [{ path: "", message: `cannot read the file: ${(cause as NodeJS.ErrnoException).code ?? cause}` }]
       })
-  }).pipe(Effect.flatMap((text) => parseConfig(path, text, env)))
+  }).pipe(Effect.flatMap((text) => parseConfig(path, text, options)))

@@ -16,11 +16,11 @@ export class MessageRetrieved extends Schema.TaggedClass<MessageRetrieved>()("Me
   messageId: Schema.String
 }) {}
 
-export class AttachmentSummary extends Schema.Class<AttachmentSummary>("AttachmentSummary")({
+export const AttachmentSummary = Schema.Struct({
   filename: Schema.String,
   contentType: Schema.String,
   size: Schema.Number
-}) {}
+})
 
 export class MessageAccepted extends Schema.TaggedClass<MessageAccepted>()("MessageAccepted", {
   ref: Ref,

@@ -141,6 +141,20 @@ const make = Effect.gen(function*() {
 
   const append = (request: AppendRequest) => Effect.map(appendAll([request]), (results) => results[0]!)
 
+  /**
+   * Appends at the end of a stream whatever its version: for writers that are not the
+   * stream's mailbox actor (the supervisor, when it refuses to start a mailbox).
+   */
+  const appendAtEnd = (stream: string, events: ReadonlyArray<MailboxEvent>) =>
+    Effect.gen(function*() {
+      const at = new Date(yield* Clock.currentTimeMillis).toISOString()
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const current = yield* sql<{ version: number }>`SELECT version FROM streams WHERE stream = ${stream}`
+        const expectedVersion = current.length === 0 ? 0 : Number(current[0]!.version)
+        return yield* appendOne({ stream, expectedVersion, events }, at)
+      }))
+    })
+
   const read = (query: EventQuery) => {
     const conditions = [
       query.stream === undefined ? undefined : sql`stream = ${query.stream}`,
@@ -190,7 +204,7 @@ const make = Effect.gen(function*() {
     Effect.map((rows) => new Map(rows.map((row) => [row.stream, new Date(row.last_poll_at)])))
   )
 
-  return { append, appendAll, read, readStream, replay, streams, blob, recordPoll, lastPolls } as const
+  return { append, appendAll, appendAtEnd, read, readStream, replay, streams, blob, recordPoll, lastPolls } as const
 })
 
 export class EventLog extends Context.Tag("mailintake/EventLog")<EventLog, Effect.Effect.Success<typeof make>>() {

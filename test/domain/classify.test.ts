@@ -497,8 +497,15 @@ describe("classify: hostile input", () => {
     expect(timed(raw)._tag).toBe("Normal")
   })
 
-  it("millions of short boundary and part header lines", () => {
-    const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b\r\n\r\n${"--b\r\nContent-Type: text/plain\r\n \t\r\n".repeat(200_000)}`)
+  it("10 MB multipart bodies of blank lines, dashes and boundary-like lines", () => {
+    for (const unit of ["\n", "\r\n", "-", "a--\n", "\n-", "--\n"]) {
+      const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b\r\n\r\n${unit.repeat(Math.floor((10 * mb) / unit.length))}`)
+      expect(timed(raw)._tag).toBe("Normal")
+    }
+  })
+
+  it("100,000 tiny parts", () => {
+    const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b\r\n\r\n${"--b\r\nContent-Type: text/plain\r\n \t\r\n".repeat(100_000)}`)
     expect(timed(raw)._tag).toBe("Normal")
   })
 

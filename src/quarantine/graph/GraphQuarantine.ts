@@ -17,7 +17,7 @@ import type { GraphMailbox } from "../../domain/config.js"
 import type { GraphQuarantineTarget } from "../../domain/plan.js"
 import type { GraphCredentials } from "../../sources/graph/GraphAuth.js"
 import * as GraphClient from "../../sources/graph/GraphClient.js"
-import { type GraphError, statusOf } from "../../sources/graph/GraphError.js"
+import { describeError, type GraphError, statusOf } from "../../sources/graph/GraphError.js"
 import { composeNotice } from "../notice.js"
 import { type Forwarded, QuarantineSink, QuarantineSinkError } from "../QuarantineSink.js"
 
@@ -71,12 +71,8 @@ export const resolveSender = (
  */
 export const toSinkError = (error: GraphError): QuarantineSinkError => {
   const status = statusOf(error)
-  const code = "code" in error ? `${error.code}: ` : ""
   const permanent = status !== undefined && status >= 400 && status < 500 && status !== 401 && status !== 408 && status !== 429
-  return new QuarantineSinkError({
-    message: `Graph sendMail${status === undefined ? "" : ` ${status}`}: ${code}${error.message}`,
-    permanent
-  })
+  return new QuarantineSinkError({ message: `Graph sendMail: ${describeError(error)}`, permanent })
 }
 
 /** The Graph quarantine for one mailbox's effective target. */

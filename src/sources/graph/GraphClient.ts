@@ -15,7 +15,7 @@
  * - error bodies decoded with Schema into the tagged errors of `GraphError.ts`.
  */
 import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Duration, Effect, Schema } from "effect"
+import { Duration, Effect, type Redacted, Schema } from "effect"
 import * as GraphAuth from "./GraphAuth.js"
 import {
   defaultRetryPolicy,
@@ -114,7 +114,7 @@ export const make = (
 
     const once = <A>(
       request: HttpClientRequest.HttpClientRequest,
-      token: Parameters<typeof HttpClientRequest.bearerToken>[1],
+      token: Redacted.Redacted<string>,
       read: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<A, GraphError>
     ): Effect.Effect<A, GraphError | GraphRetryable | Unauthorized> =>
       permits.withPermits(1)(

@@ -82,6 +82,15 @@ export const statusOf = (error: GraphError): number | undefined => {
   }
 }
 
+/** "429 ApplicationThrottled: Application is over its MailboxConcurrency limit." */
+export const describeError = (error: GraphError): string => {
+  const status = statusOf(error)
+  const prefix = [status === undefined ? undefined : String(status), "code" in error ? error.code : undefined]
+    .filter((part): part is string => part !== undefined && part !== "")
+    .join(" ")
+  return prefix === "" ? error.message : `${prefix}: ${error.message}`
+}
+
 // ---------------------------------------------------------------------------------------------
 // Error bodies
 // ---------------------------------------------------------------------------------------------

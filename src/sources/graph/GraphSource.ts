@@ -19,7 +19,7 @@
  *   `@odata.nextLink` URL"). `$orderby` without `$filter` has none of the restrictions that
  *   "Using filter and orderby in the same query" lists.
  *
- * Size: the message resource has none; PidTagMessageSize (MS-OXPROPS 2.796, property 0x0E08) is
+ * Size: the message resource has none; PidTagMessageSize ([MS-OXPROPS], property 0x0E08) is
  * asked for as a single-value extended property ("Get singleValueLegacyExtendedProperty":
  * `$expand=singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')`). It is the store's
  * size of the item, close to but not exactly the MIME size; absent or unreadable → undefined.
@@ -42,7 +42,7 @@ import type { GraphMailbox } from "../../domain/config.js"
 import { type Fetched, type Listed, type MailSession, MailSource, MailSourceError } from "../MailSource.js"
 import type { GraphCredentials } from "./GraphAuth.js"
 import * as GraphClient from "./GraphClient.js"
-import { type GraphError, GraphNotFound, statusOf } from "./GraphError.js"
+import { describeError, type GraphError, GraphNotFound, statusOf } from "./GraphError.js"
 
 /** PidTagMessageSize as a Graph extended property id ("Outlook extended properties overview"). */
 const MESSAGE_SIZE_PROPERTY = "Integer 0x0E08"
@@ -82,9 +82,7 @@ export const credentialsOf = (mailbox: GraphMailbox): GraphCredentials => ({
 
 /** Maps a Graph failure to a kind the mailbox actor acts on (auth: stop or back off long). */
 export const toSourceError = (during: string) => (error: GraphError): MailSourceError => {
-  const status = statusOf(error)
-  const code = "code" in error ? ` ${error.code}` : ""
-  const message = `${during}: ${status === undefined ? "" : `${status}`}${code}${status === undefined && code === "" ? "" : ": "}${error.message}`
+  const message = `${during}: ${describeError(error)}`
   switch (error._tag) {
     case "GraphAuthFailed":
       return new MailSourceError({ kind: "auth", message })

@@ -99,6 +99,8 @@ const MAX_STATUS_LINE_BYTES = 8 * 1024
 const MAX_COMMAND_BYTES = 255
 // Stop reading the socket while this much is waiting to be consumed (a slow RETR consumer).
 const HIGH_WATER_BYTES = 1024 * 1024
+// A RETR stream hands out at least this much per pull (or the rest of the message).
+const STREAM_PULL_BYTES = 64 * 1024
 // A finalizer's QUIT must not hold up closing the scope for a whole command timeout.
 const FINALIZER_QUIT_TIMEOUT = Duration.seconds(5)
 
@@ -188,6 +190,8 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
     let endedBecause: string | undefined
     let waiter: (() => void) | undefined
     let greeting = ""
+    /** Whether the server said +OK to us at all: before that, there is no one to say QUIT to. */
+    let greeted = false
     let capabilities: ReadonlyArray<string> = []
     let secure = false
     let state: Pop3State = "authorization"
@@ -202,16 +206,16 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       for (const s of sockets) s.destroy()
     }
     /** The connection is over: no more bytes, no more commands, `closed` fails. */
-    const end = (failure: MailSourceError) => {
-      streamFailure ??= failure
-      endedBecause ??= failure.message
+    const end = (reason: string) => {
+      streamFailure ??= error("closed", reason)
+      endedBecause ??= reason
       state = "closed"
       Deferred.unsafeDone(closedSignal, Exit.fail(error("closed", `session is closed: ${endedBecause}`)))
       wake()
     }
     const abandon = (reason: string) =>
       Effect.sync(() => {
-        end(error("closed", reason))
+        end(reason)
         destroySockets()
       })
 
@@ -220,8 +224,8 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       if (reader.buffered >= HIGH_WATER_BYTES) socket.pause()
       wake()
     }
-    const onError = (cause: unknown) => end(error("closed", `connection failed: ${describeSocketError(cause)}`))
-    const onClose = () => end(error("closed", "connection closed"))
+    const onError = (cause: unknown) => end(`connection failed: ${describeSocketError(cause)}`)
+    const onClose = () => end("connection closed")
     const attach = (s: net.Socket) => {
       socket = s
       s.on("data", onData)
@@ -292,48 +296,64 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
 
     // ---- reading and writing ---------------------------------------------------------------
 
-    const awaitBytes = Effect.async<void, MailSourceError>((resume) => {
-      if (streamFailure !== undefined) return resume(Effect.fail(streamFailure))
-      waiter = () => resume(streamFailure === undefined ? Effect.void : Effect.fail(streamFailure))
-      // Only paused when the reader held a lot; we have consumed it all by now.
-      if (socket.isPaused()) socket.resume()
-      return Effect.sync(() => {
-        waiter = undefined
+    const commandTimeoutMillis = Duration.toMillis(commandTimeout)
+
+    /**
+     * Runs `attempt` now and again on every arrival of bytes until it has an answer (`undefined`:
+     * not yet). It runs inside the socket's event handler, so a body of thousands of small TLS
+     * records costs one fiber suspension, not one per record. The timer is an idle timer: it
+     * restarts whenever bytes arrive, so a long RETR only fails when the server stalls.
+     */
+    const whenReady = <A>(attempt: () => Exit.Exit<A, MailSourceError> | undefined): Effect.Effect<A, MailSourceError> =>
+      Effect.async<A, MailSourceError>((resume) => {
+        const first = attempt()
+        if (first !== undefined) return resume(first)
+        if (streamFailure !== undefined) return resume(Exit.fail(streamFailure))
+        const settle = (exit: Exit.Exit<A, MailSourceError>) => {
+          clearTimeout(timer)
+          waiter = undefined
+          resume(exit)
+        }
+        const onBytes = () => {
+          const result = attempt()
+          if (result !== undefined) return settle(result)
+          if (streamFailure !== undefined) return settle(Exit.fail(streamFailure))
+          timer.refresh()
+          waiter = onBytes
+        }
+        const timer = setTimeout(
+          () => settle(Exit.fail(error("timeout", `no answer within ${Duration.format(commandTimeout)}`))),
+          commandTimeoutMillis
+        )
+        waiter = onBytes
+        // Paused only while the reader held a lot that nobody asked for; now somebody does.
+        if (socket.isPaused()) socket.resume()
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          waiter = undefined
+        })
       })
-    }).pipe(
-      Effect.timeoutFail({
-        duration: commandTimeout,
-        onTimeout: () => error("timeout", `no answer within ${Duration.format(commandTimeout)}`)
-      })
-    )
 
     const readStatus = (command: string): Effect.Effect<Status, MailSourceError> =>
-      Effect.gen(function*() {
-        while (true) {
-          const line = reader.readLine()
-          if (line !== undefined) {
-            const status = parseStatus(line)
-            if (status === undefined) {
-              return yield* Effect.fail(error("protocol", `unexpected answer to ${command}: ${shown(line.toString("latin1"))}`))
-            }
-            return status
-          }
-          if (reader.buffered > MAX_STATUS_LINE_BYTES) {
-            return yield* Effect.fail(error("protocol", `answer to ${command} is not a line (over ${MAX_STATUS_LINE_BYTES} bytes)`))
-          }
-          yield* awaitBytes
+      whenReady(() => {
+        const line = reader.readLine()
+        if (line !== undefined) {
+          const status = parseStatus(line)
+          return status === undefined
+            ? Exit.fail(error("protocol", `unexpected answer to ${command}: ${shown(line.toString("latin1"))}`))
+            : Exit.succeed(status)
         }
+        return reader.buffered > MAX_STATUS_LINE_BYTES
+          ? Exit.fail(error("protocol", `answer to ${command} is not a line (over ${MAX_STATUS_LINE_BYTES} bytes)`))
+          : undefined
       })
 
-    /** Reads a multi-line body to its terminator, handing each piece to `onChunk`. */
+    /** Reads a multi-line body to its terminator, handing each piece to `onChunk` as it comes. */
     const readBody = (onChunk: (chunk: Buffer) => void) =>
-      Effect.gen(function*() {
-        while (true) {
-          const { chunks, done } = reader.readData()
-          for (const chunk of chunks) onChunk(chunk)
-          if (done) return
-          yield* awaitBytes
-        }
+      whenReady(() => {
+        const { chunks, done } = reader.readData()
+        for (const chunk of chunks) onChunk(chunk)
+        return done ? Exit.void : undefined
       })
 
     const readBodyBuffer = Effect.suspend(() => {
@@ -565,14 +585,24 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
           complete = true
           return yield* Effect.fail(error("protocol", `${label} refused: ${shown(status.text)}`))
         }
-        const pull: Effect.Effect<Chunk.Chunk<Buffer>, Option.Option<MailSourceError>> = Effect.gen(function*() {
-          while (!complete) {
+        const pull: Effect.Effect<Chunk.Chunk<Buffer>, Option.Option<MailSourceError>> = Effect.suspend(() => {
+          if (complete) return Effect.fail(Option.none())
+          // Hand out at least STREAM_PULL_BYTES at a time: one pull per 4 KiB TLS record
+          // would cost more than the bytes themselves.
+          const gathered: Array<Buffer> = []
+          let size = 0
+          return whenReady(() => {
             const { chunks, done } = reader.readData()
             complete = done
-            if (chunks.length > 0) return Chunk.unsafeFromArray(chunks.slice())
-            if (!done) yield* Effect.mapError(awaitBytes, Option.some)
-          }
-          return yield* Effect.fail(Option.none())
+            for (const chunk of chunks) {
+              gathered.push(chunk)
+              size += chunk.byteLength
+            }
+            return size >= STREAM_PULL_BYTES || done ? Exit.void : undefined
+          }).pipe(
+            Effect.mapError(Option.some),
+            Effect.flatMap(() => gathered.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(gathered)) : Effect.fail(Option.none()))
+          )
         })
         return Stream.repeatEffectChunkOption(pull)
       }))
@@ -606,7 +636,7 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       Effect.flatMap((status) =>
         Effect.sync(() => {
           // RFC 1939 §6: after QUIT the server releases the maildrop and closes; we are done too.
-          end(error("closed", "session ended with QUIT"))
+          end("session ended with QUIT")
           socket.end()
           if (status.kind === "ok") pendingDeletes = 0
         }).pipe(Effect.zipRight(expectOk("QUIT")(status)))
@@ -619,10 +649,10 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         // QUIT is safe only with nothing pending: a QUIT after DELEs would commit them (RFC 1939 §6).
-        const quitFirst = endedBecause === undefined && pendingDeletes === 0
+        const quitFirst = greeted && endedBecause === undefined && pendingDeletes === 0
         return (quitFirst ? quit.pipe(Effect.timeout(FINALIZER_QUIT_TIMEOUT), Effect.ignore) : Effect.void).pipe(
           Effect.ensuring(Effect.sync(() => {
-            end(error("closed", "session scope closed"))
+            end("session scope closed")
             destroySockets()
           }))
         )
@@ -644,6 +674,7 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       return yield* Effect.fail(error("connect", `server refused the connection: ${shown(greetingStatus.text)}`))
     }
     greeting = greetingStatus.text
+    greeted = true
 
     yield* capa
     if (options.tls === "starttls") {

@@ -203,7 +203,8 @@ describe("Pop3Reader: status lines and small listings", () => {
     [
       "UIDL",
       "+OK\r\n1 00000001536a7f2b\r\n2 ..dotted-uid\r\n3 000000025.ab\r\n.\r\n",
-      ["1 00000001536a7f2b", "2 .dotted-uid", "3 000000025.ab"]
+      // Dots inside a line are data: only a dot at the start of a line is special.
+      ["1 00000001536a7f2b", "2 ..dotted-uid", "3 000000025.ab"]
     ],
     ["an empty LIST", "+OK 0 messages\r\n.\r\n", []]
   ]

@@ -1,0 +1,117 @@
+/**
+ * One fiber per mailbox, in a FiberMap keyed by mailbox id. Each fiber catches and logs its
+ * own failures, so one mailbox can never take another down; `reconcile` starts, restarts and
+ * stops fibers to match a new plan.
+ */
+import { Cause, Duration, Effect, FiberMap, Layer, Redacted, Schedule, type Scope } from "effect"
+import { createHash } from "node:crypto"
+import { MailboxStopped } from "../domain/events.js"
+import type { MailboxPlan } from "../domain/plan.js"
+import { EventLog } from "../eventlog/EventLog.js"
+import { Integrations } from "./Integrations.js"
+import * as MailboxActor from "./MailboxActor.js"
+
+/** A hash of everything that defines a mailbox, secrets included (hashed, never shown). */
+export const fingerprint = (plan: MailboxPlan): string =>
+  createHash("sha256")
+    .update(JSON.stringify(plan, (_, value) =>
+      Redacted.isRedacted(value)
+        ? `secret:${createHash("sha256").update(String(Redacted.value(value))).digest("hex")}`
+        : value))
+    .digest("hex")
+
+const provideIntegrations = (plan: MailboxPlan) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.flatMap(Integrations, (integrations) =>
+      Effect.provide(effect, Layer.merge(integrations.source(plan), integrations.sink(plan))))
+
+/** Appends `MailboxStopped` for a mailbox whose configuration may not run on this server. */
+const refuseUsage = (plan: MailboxPlan, message: string) =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    yield* Effect.logError(`not polling mailbox ${plan.id} of configuration ${plan.configuration}: ${message}`)
+    yield* log.appendAtEnd(plan.id, [new MailboxStopped({ reason: "usage-type-mismatch", detail: message })])
+  })
+
+/** Polls every mailbox once, concurrently; says which were reached. */
+export const runOnce = (plans: ReadonlyArray<MailboxPlan>) =>
+  Effect.forEach(
+    plans,
+    (plan) =>
+      plan.usage._tag === "Mismatch"
+        ? refuseUsage(plan, plan.usage.message).pipe(Effect.as({ id: plan.id, reached: false, refused: true }))
+        : MailboxActor.run(plan, { once: true }).pipe(
+          provideIntegrations(plan),
+          Effect.map((outcome) => ({ id: plan.id, reached: outcome.reached, refused: false })),
+          Effect.catchAllCause((cause) =>
+            Effect.logError(`mailbox ${plan.id} failed`, cause).pipe(Effect.as({ id: plan.id, reached: false, refused: false }))
+          )
+        ),
+    { concurrency: "unbounded" }
+  )
+
+/** Runs a mailbox until interrupted; a defect is logged and the mailbox starts over. */
+const supervise = (plan: MailboxPlan) =>
+  MailboxActor.run(plan, { once: false }).pipe(
+    provideIntegrations(plan),
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.logError(`mailbox ${plan.id} failed; restarting it`, cause)
+    ),
+    Effect.repeat(Schedule.spaced(Duration.seconds(plan.reconnectIntervalSeconds))),
+    Effect.annotateLogs({ mailbox: plan.id })
+  )
+
+export interface Supervisor {
+  /** Brings the running mailboxes in line with `plans`; returns what changed. */
+  readonly reconcile: (plans: ReadonlyArray<MailboxPlan>) => Effect.Effect<{
+    readonly started: ReadonlyArray<string>
+    readonly restarted: ReadonlyArray<string>
+    readonly stopped: ReadonlyArray<string>
+    readonly refused: ReadonlyArray<string>
+  }>
+}
+
+export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Scope.Scope> = Effect.gen(function*() {
+  const fibers = yield* FiberMap.make<string>()
+  const running = new Map<string, string>()
+  const context = yield* Effect.context<EventLog | Integrations>()
+
+  const reconcile = (plans: ReadonlyArray<MailboxPlan>) =>
+    Effect.gen(function*() {
+      const started: Array<string> = []
+      const restarted: Array<string> = []
+      const stopped: Array<string> = []
+      const refused: Array<string> = []
+      const wanted = new Map(plans.map((plan) => [plan.id, plan]))
+      for (const id of [...running.keys()]) {
+        if (!wanted.has(id)) {
+          yield* FiberMap.remove(fibers, id)
+          running.delete(id)
+          stopped.push(id)
+        }
+      }
+      for (const plan of plans) {
+        const print = fingerprint(plan)
+        const previous = running.get(plan.id)
+        if (previous === print) continue
+        if (plan.usage._tag === "Mismatch") {
+          if (previous !== undefined) yield* FiberMap.remove(fibers, plan.id)
+          running.delete(plan.id)
+          yield* refuseUsage(plan, plan.usage.message).pipe(
+            Effect.provide(context),
+            Effect.catchAll((error) => Effect.logError(String(error)))
+          )
+          refused.push(plan.id)
+          continue
+        }
+        yield* FiberMap.run(fibers, plan.id, Effect.provide(supervise(plan), context))
+        running.set(plan.id, print)
+        ;(previous === undefined ? started : restarted).push(plan.id)
+      }
+      return { started, restarted, stopped, refused }
+    })
+
+  return { reconcile }
+})
