@@ -76,7 +76,7 @@ export interface Plan {
   readonly mailboxes: ReadonlyArray<MailboxPlan>
 }
 
-export const SUPPORTED_INTEGRATIONS: ReadonlyArray<IntegrationType> = ["IMAP", "POP3"]
+export const SUPPORTED_INTEGRATIONS: ReadonlyArray<IntegrationType> = ["IMAP", "POP3", "Graph"]
 
 export const DEFAULT_SMTP_PORT = 25
 

@@ -3,13 +3,15 @@
  * quarantine type picks the `QuarantineSink`. Tests swap this service to run the real actor
  * over other sources and sinks.
  */
-import { Context, Layer } from "effect"
+import { NodeHttpClient } from "@effect/platform-node"
+import { Context, Effect, Layer } from "effect"
 import type { MailboxPlan } from "../domain/plan.js"
-import { QuarantineSink, QuarantineSinkError } from "../quarantine/QuarantineSink.js"
+import * as GraphQuarantine from "../quarantine/graph/GraphQuarantine.js"
+import type { QuarantineSink } from "../quarantine/QuarantineSink.js"
 import * as SmtpQuarantine from "../quarantine/smtp/SmtpQuarantine.js"
+import * as GraphSource from "../sources/graph/GraphSource.js"
 import * as ImapSource from "../sources/imap/ImapSource.js"
 import { MailSource, MailSourceError } from "../sources/MailSource.js"
-import { Effect } from "effect"
 
 export class Integrations extends Context.Tag("mailintake/Integrations")<Integrations, {
   readonly source: (plan: MailboxPlan) => Layer.Layer<MailSource>
@@ -20,17 +22,27 @@ export class Integrations extends Context.Tag("mailintake/Integrations")<Integra
 const unavailableSource = (message: string) =>
   Layer.succeed(MailSource, { open: Effect.fail(new MailSourceError({ kind: "protocol", message })) })
 
-const unavailableSink = (message: string) =>
-  Layer.succeed(QuarantineSink, { forward: () => Effect.fail(new QuarantineSinkError({ message, permanent: false })) })
-
 export const live = Layer.succeed(Integrations, {
   source: (plan) => {
     const connection = plan.connection
-    if (connection._tag === "Server" && connection.protocol === "IMAP") return ImapSource.layer(connection.settings)
-    return unavailableSource(`integration type ${plan.integrationType} is not available in this build`)
+    switch (connection._tag) {
+      case "Server":
+        return connection.protocol === "IMAP"
+          ? ImapSource.layer(connection.settings)
+          : unavailableSource(`integration type ${plan.integrationType} is not available in this build`)
+      case "Graph":
+        return GraphSource.layer(connection.settings).pipe(Layer.provide(NodeHttpClient.layerUndici))
+    }
   },
   sink: (plan) => {
-    if (plan.quarantine.type === "SMTP") return SmtpQuarantine.layer(plan.quarantine)
-    return unavailableSink(`quarantine type ${plan.quarantine.type} is not available in this build`)
+    const target = plan.quarantine
+    switch (target.type) {
+      case "SMTP":
+        return SmtpQuarantine.layer(target)
+      case "Graph":
+        return GraphQuarantine.layer(target, plan.connection._tag === "Graph" ? plan.connection.settings : undefined).pipe(
+          Layer.provide(NodeHttpClient.layerUndici)
+        )
+    }
   }
 })

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Buffer } from "node:buffer"
+import { readFile } from "node:fs/promises"
 import { Duration, Effect, Option, Redacted, Stream } from "effect"
 import type { ServerMailbox } from "../../../src/domain/config.js"
 import { type MailSession, MailSource, MailSourceError } from "../../../src/sources/MailSource.js"
@@ -65,7 +66,7 @@ const openError = (config: ServerMailbox) =>
 /** A plain client logged in over STLS, for the tests that drive the protocol by hand. */
 const clientFor = (user: string) =>
   Effect.gen(function*() {
-    const ca = yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.readFile(dovecot.caFile)))
+    const ca = yield* Effect.promise(() => readFile(dovecot.caFile))
     const client = yield* Pop3Client.connect({
       host: dovecot.host,
       port: dovecot.pop3Port,
@@ -155,7 +156,7 @@ describe("Pop3Source against Dovecot", () => {
             host: dovecot.host,
             port: dovecot.pop3sPort,
             tls: "implicit",
-            ca: yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.readFile(dovecot.caFile))),
+            ca: yield* Effect.promise(() => readFile(dovecot.caFile)),
             connectTimeout: Duration.seconds(5),
             commandTimeout: Duration.seconds(20)
           })
