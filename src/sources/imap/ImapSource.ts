@@ -140,6 +140,8 @@ const openSession = (mailbox: ServerMailbox) =>
     const currentUidValidity = () => String(client.mailbox && client.mailbox.uidValidity)
 
     const list = withMailbox("list", async () => {
+      // The session stays open between polls: NOOP lets the server report new messages (RFC 3501 §6.1.2).
+      await client.noop()
       if (client.mailbox === false || client.mailbox.exists === 0) return []
       const uidValidity = currentUidValidity()
       const messages = await client.fetchAll("1:*", { uid: true, size: true, flags: true })

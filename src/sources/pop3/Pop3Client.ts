@@ -91,6 +91,8 @@ export interface Pop3Client {
   readonly destroy: Effect.Effect<void>
   /** Fails once the connection is gone (closed by either side, or abandoned); never succeeds. */
   readonly closed: Effect.Effect<never, MailSourceError>
+  /** Fails with kind "closed" when the session is over; succeeds at once otherwise (no I/O). */
+  readonly ensureOpen: Effect.Effect<void, MailSourceError>
 }
 
 // RFC 2449 §4: responses are at most 512 octets; leave room for servers that exceed it a bit.
@@ -125,7 +127,6 @@ interface Status {
 
 /** Server text is shown in errors: keep it printable and short. */
 const shown = (text: string): string => {
-  // eslint-disable-next-line no-control-regex
   const clean = text.replace(/[\x00-\x1f\x7f]/g, "?")
   return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean
 }
@@ -718,6 +719,9 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       noop,
       quit,
       destroy: abandon("connection dropped without QUIT"),
-      closed: Deferred.await(closedSignal)
+      closed: Deferred.await(closedSignal),
+      ensureOpen: Effect.suspend(() =>
+        endedBecause === undefined ? Effect.void : Effect.fail(error("closed", `session is closed: ${endedBecause}`))
+      )
     } satisfies Pop3Client
   })

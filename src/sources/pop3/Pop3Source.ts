@@ -73,7 +73,7 @@ const openSession = (mailbox: ServerMailbox) =>
         if (!warnedNoUidl) {
           warnedNoUidl = true
           yield* Effect.logWarning(
-            "POP3 server has no UIDL (RFC 1939 §7): refs are the SHA-256 of each message, which costs a RETR of every message on every list"
+            "POP3 server has no UIDL (RFC 1939 §7): refs are the SHA-256 of each message, which costs a RETR of every message in every session"
           )
         }
         const entries = new Map<string, { numbers: Array<number>; size: number }>()
@@ -103,11 +103,17 @@ const openSession = (mailbox: ServerMailbox) =>
       return index
     })
 
-    // The maildrop is locked for the session (RFC 1939 §8), so one index serves all of it; a
-    // fetch or remove without a list before it (recovery after a restart) builds it first.
-    const current = Effect.suspend(() => (index === undefined ? refresh : Effect.succeed(index)))
+    // RFC 1939 §4: the server locks the maildrop for the session, so its messages and their
+    // numbers cannot change until QUIT, which ends the session: one index serves all of it (and
+    // without UIDL, spares a second RETR of everything). A fetch or remove without a list
+    // before it (recovery after a restart) builds it first.
+    const current = Effect.zipRight(
+      // A cached index must not make a dead session look alive.
+      client.ensureOpen,
+      Effect.suspend(() => (index === undefined ? refresh : Effect.succeed(index)))
+    )
 
-    const list = refresh.pipe(
+    const list = current.pipe(
       Effect.map((entries) => entries.map(({ ref, size }): Listed => ({ ref, size }))),
       Effect.annotateLogs({ mailbox: mailbox.id })
     )

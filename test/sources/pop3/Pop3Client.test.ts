@@ -320,6 +320,29 @@ describe("Pop3Source against a scripted server", () => {
       expect(server.expunged).toEqual([])
     }))
 
+  it.scopedLive("a connection the server closed: list fails with kind closed, and so does closed", () =>
+    Effect.gen(function*() {
+      const server = yield* fakePop3Server({
+        password: PASSWORD,
+        messages: [message(1)],
+        override: (line, connection) => {
+          if (line !== "UIDL") return false
+          connection.socket.end("+OK\r\n1 uid-1\r\n.\r\n")
+          return true
+        }
+      })
+      const { first, second, closed } = yield* withSession(mailbox(server), (session) =>
+        Effect.gen(function*() {
+          const first = yield* session.list
+          const closed = yield* Effect.flip(session.closed)
+          const second = yield* Effect.flip(session.list)
+          return { first, second, closed }
+        }))
+      expect(first).toEqual([{ ref: "uid-1", size: message(1).length }])
+      expect(closed.kind).toBe("closed")
+      expect(second.kind).toBe("closed")
+    }))
+
   it.scopedLive("a caFile that cannot be read is a tls error", () =>
     Effect.gen(function*() {
       const server = yield* fakePop3Server({ password: PASSWORD })
