@@ -54,8 +54,13 @@ cli(process.argv).pipe(
         if (code === 1 && Exit.isFailure(exit) && !(Option.getOrUndefined(Cause.failureOption(exit.cause)) instanceof ExitCode)) {
           process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
         }
-        onExit(code)
-        process.exit(code)
+        // Exit only once stdout has been written out: a pipe reader (`events | jq`) would
+        // otherwise lose the tail of the output. Lingering handles must not keep us alive.
+        process.stdout.write("", () =>
+          process.stderr.write("", () => {
+            onExit(code)
+            process.exit(code)
+          }))
       }
     })
 )

@@ -1,11 +1,18 @@
 /**
- * `mailintake check-config`: exit 0 with a summary of what would run, or exit 2 with every
- * problem in the file. Secrets are shown as <redacted>.
+ * `mailintake check-config`: exit 0 with a summary of what would run — per configuration the
+ * usage-type verdict, integration type, mailboxes and each mailbox's effective quarantine — or
+ * exit 2 with every problem in the file. Secrets are shown as <redacted>, never resolved values.
  */
 import { Command } from "@effect/cli"
 import { Console, Effect } from "effect"
-import type { MailboxPlan, QuarantineTarget } from "../domain/plan.js"
-import { configOption, jsonOption, loadOrExit } from "./shared.js"
+import { ConfigInvalid, type LoadedConfig, loadConfig } from "../config/loadConfig.js"
+import type { ConfigurationPlan, MailboxPlan, QuarantineTarget } from "../domain/plan.js"
+import { shownUsageType } from "../domain/usageType.js"
+import * as ImapSource from "../sources/imap/ImapSource.js"
+import * as Pop3Source from "../sources/pop3/Pop3Source.js"
+import { configOption, ExitCode, jsonOption, loadOrExit } from "./shared.js"
+
+const REDACTED = "<redacted>"
 
 const quarantineSummary = (target: QuarantineTarget) =>
   target.type === "SMTP"
@@ -17,47 +24,123 @@ const quarantineSummary = (target: QuarantineTarget) =>
         port: target.smtp.port,
         ssl: target.smtp.ssl,
         user: target.smtp.user,
-        password: "<redacted>",
+        password: REDACTED,
         sender: target.smtp.sender
       }
     }
-    : { type: target.type, mailbox: target.mailbox, graph: target.graph === undefined ? "(the mailbox's own credentials)" : { ...target.graph, clientSecret: "<redacted>" } }
+    : {
+      type: target.type,
+      mailbox: target.mailbox,
+      graph: target.graph === undefined
+        ? "the credentials of the mailbox"
+        : {
+          ...target.graph,
+          ...(target.graph.clientSecret === undefined ? {} : { clientSecret: REDACTED })
+        }
+    }
 
-export const summarizePlan = (plan: MailboxPlan) => ({
+const connectionSummary = (plan: MailboxPlan) => {
+  if (plan.connection._tag === "Graph") {
+    const { authorityUrl, clientId, folder, graphUrl, tenant, user } = plan.connection.settings
+    return { tenant, clientId, clientSecret: REDACTED, user, folder, authorityUrl, graphUrl }
+  }
+  const { caFile, folder, host, port, tls, tlsRejectUnauthorized, user } = plan.connection.settings
+  const defaultPort = plan.connection.protocol === "IMAP" ? ImapSource.defaultPort(tls) : Pop3Source.defaultPort(tls)
+  return { host, port: port ?? defaultPort, tls, tlsRejectUnauthorized, caFile, user, password: REDACTED, folder }
+}
+
+export const summarizeMailbox = (plan: MailboxPlan) => ({
   id: plan.id,
-  configuration: plan.configuration,
-  integrationType: plan.integrationType,
-  usage: plan.usage._tag === "Runs" ? "runs" : `refused: ${plan.usage.message}`,
-  server: plan.connection._tag === "Server"
-    ? `${plan.connection.settings.user}@${plan.connection.settings.host}:${plan.connection.settings.port ?? "(default)"} tls=${plan.connection.settings.tls} folder=${plan.connection.settings.folder}`
-    : `${plan.connection.settings.user} via ${plan.connection.settings.graphUrl} folder=${plan.connection.settings.folder}`,
-  pollingIntervalSeconds: plan.pollingIntervalSeconds,
-  reconnectIntervalSeconds: plan.reconnectIntervalSeconds,
+  connection: connectionSummary(plan),
   maxMessageBytes: plan.maxMessageBytes,
-  afterProcessing: plan.afterProcessing === "delete" ? "delete" : `move to ${plan.afterProcessing.moveTo}`,
+  quarantineListMail: plan.quarantineListMail,
+  afterProcessing: plan.afterProcessing,
   quarantine: quarantineSummary(plan.quarantine)
 })
 
-export const checkConfig = Command.make("check-config", { config: configOption, json: jsonOption }, ({ config, json }) =>
-  Effect.gen(function*() {
-    const loaded = yield* loadOrExit(config)
-    const mailboxes = loaded.plan.mailboxes.map(summarizePlan)
-    if (json) {
-      return yield* Console.log(JSON.stringify({ serverUsageType: loaded.plan.serverUsageType, database: loaded.plan.database, mailboxes }, null, 2))
-    }
-    const lines = [
-      `${config}: valid`,
-      `server usage type: ${loaded.plan.serverUsageType || "(blank)"}`,
-      `event log: ${loaded.plan.database}`
-    ]
-    for (const mailbox of mailboxes) {
+export const summarizeConfiguration = (configuration: ConfigurationPlan, mailboxes: ReadonlyArray<MailboxPlan>) => ({
+  name: configuration.name,
+  integrationType: configuration.integrationType,
+  usageType: configuration.usageType,
+  usage: configuration.usage._tag === "Runs"
+    ? { verdict: "runs" as const }
+    : { verdict: "mismatch" as const, message: configuration.usage.message },
+  pollingIntervalSeconds: configuration.pollingIntervalSeconds,
+  reconnectIntervalSeconds: configuration.reconnectIntervalSeconds,
+  mailboxes: configuration.mailboxes.flatMap((id) => mailboxes.filter((mailbox) => mailbox.id === id)).map(summarizeMailbox)
+})
+
+export const summarize = (loaded: LoadedConfig) => ({
+  file: loaded.path,
+  valid: true,
+  serverUsageType: loaded.plan.serverUsageType,
+  serverUsageTypeSource: loaded.plan.serverUsageTypeSource,
+  database: loaded.plan.database,
+  configurations: loaded.plan.configurations.map((configuration) =>
+    summarizeConfiguration(configuration, loaded.plan.mailboxes)
+  )
+})
+
+const describeQuarantine = (quarantine: ReturnType<typeof quarantineSummary>): string => {
+  if (quarantine.smtp !== undefined) {
+    const { host, password, port, sender, ssl, user } = quarantine.smtp
+    return `SMTP to ${quarantine.mailbox} via ${host}:${port}${ssl ? " (SSL)" : ""}, ` +
+      `user ${user === "" ? "(anonymous)" : user}, password ${password}, sender ${sender}`
+  }
+  const graph = quarantine.graph ?? "the credentials of the mailbox"
+  return `Graph to ${quarantine.mailbox}, sending with ${
+    typeof graph === "string"
+      ? graph
+      : Object.entries(graph).map(([field, value]) => `${field} ${String(value)}`).join(", ")
+  }`
+}
+
+const describeConnection = (connection: ReturnType<typeof connectionSummary>): string =>
+  "host" in connection
+    ? `${connection.user}@${connection.host}:${connection.port} tls ${connection.tls}, password ${connection.password}, folder ${connection.folder}`
+    : `${connection.user} in tenant ${connection.tenant} via ${connection.graphUrl}, clientId ${connection.clientId}, clientSecret ${connection.clientSecret}, folder ${connection.folder}`
+
+const describeAfter = (after: MailboxPlan["afterProcessing"]): string =>
+  after === "delete" ? "delete" : `move to ${after.moveTo}`
+
+const text = (summary: ReturnType<typeof summarize>): string => {
+  const lines = [
+    `${summary.file}: valid`,
+    `server usage type: ${shownUsageType(summary.serverUsageType)}${summary.serverUsageTypeSource === "environment" ? " (from MAILINTAKE_USAGE_TYPE)" : ""}`,
+    `event log: ${summary.database}`
+  ]
+  for (const configuration of summary.configurations) {
+    lines.push(
+      "",
+      `configuration ${configuration.name}: ${configuration.integrationType}, usage type ${shownUsageType(configuration.usageType)}: ${
+        configuration.usage.verdict === "runs" ? "runs" : `does not run: ${configuration.usage.message}`
+      }`,
+      `  poll every ${configuration.pollingIntervalSeconds} s, reconnect from ${configuration.reconnectIntervalSeconds} s`
+    )
+    if (configuration.mailboxes.length === 0) lines.push("  no mailboxes")
+    for (const mailbox of configuration.mailboxes) {
       lines.push(
-        "",
-        `mailbox ${mailbox.id} (configuration ${mailbox.configuration}, ${mailbox.integrationType}): ${mailbox.usage}`,
-        `  server: ${mailbox.server}`,
-        `  poll every ${mailbox.pollingIntervalSeconds} s, reconnect from ${mailbox.reconnectIntervalSeconds} s, max ${mailbox.maxMessageBytes} bytes, then ${mailbox.afterProcessing}`,
-        `  quarantine: ${JSON.stringify(mailbox.quarantine)}`
+        `  mailbox ${mailbox.id}: ${describeConnection(mailbox.connection)}`,
+        `    then ${describeAfter(mailbox.afterProcessing)}; messages over ${mailbox.maxMessageBytes} bytes are quarantined`,
+        `    quarantine: ${describeQuarantine(mailbox.quarantine)}`
       )
     }
-    yield* Console.log(lines.join("\n"))
+  }
+  return lines.join("\n")
+}
+
+export const checkConfig = Command.make("check-config", { config: configOption, json: jsonOption }, ({ config, json }) =>
+  Effect.gen(function*() {
+    if (!json) {
+      const loaded = yield* loadOrExit(config)
+      return yield* Console.log(text(summarize(loaded)))
+    }
+    // With --json the problems are JSON on stdout too, so a script reads one document either way.
+    const loaded = yield* loadConfig(config).pipe(
+      Effect.catchTag("ConfigInvalid", (invalid: ConfigInvalid) =>
+        Console.log(JSON.stringify({ file: invalid.file, valid: false, problems: invalid.problems }, null, 2)).pipe(
+          Effect.zipRight(Effect.fail(new ExitCode({ code: 2, message: "" })))
+        ))
+    )
+    yield* Console.log(JSON.stringify(summarize(loaded), null, 2))
   })).pipe(Command.withDescription("check a configuration file and say what would run"))

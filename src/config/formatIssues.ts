@@ -45,6 +45,11 @@ export const closest = (word: string, candidates: ReadonlyArray<string>): string
 const EXPECTED = /expected: (.*)$/s
 const MISMATCH = /^Expected (.+), actual (.+)$/s
 
+/** Fields holding a secret: their values, and anything written inside them, are never echoed. */
+const SECRET_FIELDS: ReadonlySet<PropertyKey> = new Set(["password", "clientSecret"])
+
+const isSecret = (rawPath: ReadonlyArray<PropertyKey>): boolean => rawPath.some((key) => SECRET_FIELDS.has(key))
+
 /**
  * A configuration is a union discriminated by `integrationType`: every member that does not
  * match reports its own literal. Those reports say nothing when the value is a valid type.
@@ -58,25 +63,61 @@ const isDiscriminatorNoise = (issue: RawIssue, actual: string): boolean => {
   }
 }
 
+/** Schema's description of a type, as a person would say it. */
+const describeExpected = (expected: string): string =>
+  expected.startsWith("{ readonly") || expected.startsWith("Struct") ? "an object"
+  : expected.startsWith("ReadonlyArray<") ? "an array"
+  : expected
+
+/** Schema's JSON rendering of the value found: objects are not repeated, long strings are cut. */
+const describeActual = (actual: string): string => {
+  if (actual.startsWith("{")) return "an object"
+  if (actual.startsWith("[")) return "an array"
+  return actual.length > 42 ? `${actual.slice(0, 40)}…"` : actual
+}
+
+/** "did you mean" for a value that is close to one of the literals expected ("production"). */
+const suggestLiteral = (expected: ReadonlyArray<string>, actual: string): string => {
+  const literals = expected.filter((item) => item.startsWith("\"")).map((item) => JSON.parse(item) as string)
+  if (!actual.startsWith("\"") || literals.length === 0) return ""
+  const suggestion = closest(JSON.parse(actual) as string, literals)
+  return suggestion === undefined ? "" : ` (did you mean "${suggestion}"?)`
+}
+
+const isAtOrBelow = (path: string, ancestor: string): boolean =>
+  ancestor === "" ? path !== "" : path === ancestor || path.startsWith(`${ancestor}.`) || path.startsWith(`${ancestor}[`)
+
+/**
+ * Schema reports a value that fits no alternative of a union once per alternative ("Expected
+ * "delete", actual …", "Expected undefined, actual …" for an optional field): those are merged
+ * into one "expected one of" line, and dropped when a more precise issue at the same field or
+ * inside it (a refinement, an unknown field) already says what is wrong.
+ */
 export const formatIssues = (issues: ReadonlyArray<RawIssue>): Array<ConfigProblem> => {
-  const seen = new Set<string>()
-  const problems: Array<ConfigProblem> = []
-  const alternatives = new Map<string, { expected: Array<string>; actual: string; index: number }>()
+  const entries: Array<
+    | { readonly _tag: "Message"; readonly path: string; readonly message: string }
+    | { readonly _tag: "Mismatch"; readonly path: string; readonly secret: boolean; readonly expected: Array<string>; readonly actual: string }
+  > = []
+  const mismatches = new Map<string, { expected: Array<string> }>()
   for (const issue of issues) {
     const mismatch = issue.tag === "Type" ? MISMATCH.exec(issue.message) : null
     if (mismatch !== null) {
       const [, expected, actual] = mismatch as unknown as [string, string, string]
       if (isDiscriminatorNoise(issue, actual)) continue
-      const group = alternatives.get(issue.path)
+      // A union of literals arrives as one alternative ("\"Graph\" | \"EWS\""), or one per member.
+      const described = expected.split(" | ").filter((item) => item !== "undefined").map(describeExpected)
+      const group = mismatches.get(issue.path)
       if (group !== undefined) {
-        if (expected !== "undefined" && !group.expected.includes(expected)) group.expected.push(expected)
+        for (const item of described) if (!group.expected.includes(item)) group.expected.push(item)
         continue
       }
-      alternatives.set(issue.path, { expected: expected === "undefined" ? [] : [expected], actual, index: problems.length })
-      problems.push({ path: issue.path, message: "" })
+      const entry = { _tag: "Mismatch" as const, path: issue.path, secret: isSecret(issue.rawPath), expected: described, actual }
+      mismatches.set(issue.path, entry)
+      entries.push(entry)
       continue
     }
     let message = issue.message
+    if (issue.tag === "Missing") message = "is required"
     if (issue.tag === "Unexpected") {
       const field = String(issue.rawPath.at(-1) ?? "")
       const expected = EXPECTED.exec(issue.message)?.[1]
@@ -84,14 +125,29 @@ export const formatIssues = (issues: ReadonlyArray<RawIssue>): Array<ConfigProbl
       const suggestion = closest(field, candidates)
       message = `unknown field "${field}"${suggestion === undefined ? "" : ` (did you mean "${suggestion}"?)`}`
     }
-    const key = `${issue.path}\u0000${message}`
+    entries.push({ _tag: "Message", path: issue.path, message })
+  }
+
+  const precise = entries.filter((entry) => entry._tag === "Message").map((entry) => entry.path)
+  const seen = new Set<string>()
+  const problems: Array<ConfigProblem> = []
+  for (const entry of entries) {
+    let message: string
+    if (entry._tag === "Message") message = entry.message
+    else {
+      if (precise.some((path) => isAtOrBelow(path, entry.path))) continue
+      if (entry.secret) message = 'must be a string, { "env": "NAME" } or { "file": "path" }'
+      else {
+        const expected = entry.expected.length === 0
+          ? "another value"
+          : entry.expected.length === 1 ? entry.expected[0]! : `one of ${entry.expected.join(", ")}`
+        message = `expected ${expected}, got ${describeActual(entry.actual)}${suggestLiteral(entry.expected, entry.actual)}`
+      }
+    }
+    const key = `${entry.path}\u0000${message}`
     if (seen.has(key)) continue
     seen.add(key)
-    problems.push({ path: issue.path, message })
-  }
-  for (const [path, group] of alternatives) {
-    const expected = group.expected.length === 1 ? group.expected[0] : `one of ${group.expected.join(", ")}`
-    problems[group.index] = { path, message: `expected ${expected}, got ${group.actual}` }
+    problems.push({ path: entry.path, message })
   }
   return problems
 }

@@ -43,13 +43,14 @@ export const secretStoreLayer = (baseDirectory: string, env: NodeJS.ProcessEnv =
     resolve: (spec: SecretSpec) =>
       Effect.suspend((): Effect.Effect<string, string> => {
         if (typeof spec === "string") return Effect.succeed(spec)
-        if ("env" in spec) {
+        if (spec.env !== undefined) {
           const value = env[spec.env]
           return value === undefined
             ? Effect.fail(`environment variable ${spec.env} is not set`)
             : Effect.succeed(value)
         }
-        const path = isAbsolute(spec.file) ? spec.file : resolve(baseDirectory, spec.file)
+        const file = spec.file ?? ""
+        const path = isAbsolute(file) ? file : resolve(baseDirectory, file)
         return Effect.try({
           try: () => readFileSync(path, "utf8").replace(/\r?\n$/, ""),
           catch: (cause) => `cannot read secret file ${path}: ${(cause as NodeJS.ErrnoException).code ?? cause}`
@@ -65,6 +66,103 @@ export interface LoadedConfig {
 }
 
 const USAGE_TYPE_ENV = "MAILINTAKE_USAGE_TYPE"
+const USAGE_TYPES = ["Production", "Test", "Development", "Training"] as const
+
+/**
+ * The server usage type: the file's, unless MAILINTAKE_USAGE_TYPE says otherwise. An empty
+ * variable counts as unset (`MAILINTAKE_USAGE_TYPE=` in a compose file), since a blank server
+ * usage type would stop every configuration; a blank server is written in the file.
+ */
+const serverUsageType = (
+  file: ConfigFile,
+  env: NodeJS.ProcessEnv
+): { readonly usageType: UsageType; readonly source: "file" | "environment"; readonly problem?: ConfigProblem } => {
+  const override = env[USAGE_TYPE_ENV]
+  if (override === undefined || override === "") return { usageType: file.server.usageType, source: "file" }
+  if (Schema.is(UsageType)(override)) return { usageType: override, source: "environment" }
+  const near = USAGE_TYPES.find((usageType) => usageType.toLowerCase() === override.trim().toLowerCase())
+  return {
+    usageType: file.server.usageType,
+    source: "file",
+    problem: {
+      path: USAGE_TYPE_ENV,
+      message: `"${override}" is not a usage type${near === undefined ? "" : ` (did you mean "${near}"?)`}: use Production, Test, Development or Training`
+    }
+  }
+}
+
+/**
+ * Where JSON.parse stopped, as "line L, column C", and its reason without the excerpt of the text
+ * that V8 quotes in some messages: the excerpt may be a password.
+ */
+export const describeJsonError = (text: string, error: Error): string => {
+  const reason = error.message
+    .replace(/, (\.\.\.)?".*$/s, "")
+    .replace(/ (in JSON )?at position \d+.*$/s, "")
+  const offset = syntaxErrorOffset(text)
+  const before = text.slice(0, offset)
+  const line = before.split("\n").length
+  const column = offset - before.lastIndexOf("\n")
+  return `not valid JSON at line ${line}, column ${column}: ${reason}`
+}
+
+/** The offset of the first JSON syntax error in `text` (its length when the text ends too soon). */
+const syntaxErrorOffset = (text: string): number => {
+  let i = 0
+  const stop = (): never => {
+    throw i
+  }
+  const space = () => {
+    while (i < text.length && " \t\n\r".includes(text[i]!)) i++
+  }
+  const expect = (char: string) => (text[i] === char ? i++ : stop())
+  const string = () => {
+    expect("\"")
+    for (;;) {
+      const char = text[i]
+      if (char === undefined || char < " ") stop()
+      if (char === "\"") return i++
+      if (char !== "\\") i++
+      else if (/^\\(["\\/bfnrt]|u[0-9a-fA-F]{4})/.test(text.slice(i, i + 6))) i += text[i + 1] === "u" ? 6 : 2
+      else stop()
+    }
+  }
+  const literal = /-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?|true|false|null/y
+  const value = (): void => {
+    space()
+    const char = text[i]
+    if (char === "{" || char === "[") {
+      const close = char === "{" ? "}" : "]"
+      i++
+      space()
+      if (text[i] === close) return void i++
+      for (;;) {
+        if (close === "}") {
+          space()
+          string()
+          space()
+          expect(":")
+        }
+        value()
+        space()
+        if (text[i] === ",") i++
+        else return void expect(close)
+      }
+    }
+    if (char === "\"") return void string()
+    literal.lastIndex = i
+    if (literal.exec(text) === null) stop()
+    i = literal.lastIndex
+  }
+  try {
+    value()
+    space()
+    return i < text.length ? i : text.length
+  } catch (offset) {
+    // Anything but an offset is the stack running out on absurd nesting: point at the start.
+    return typeof offset === "number" ? offset : 0
+  }
+}
 
 /** Decodes configuration text; `path` is used for relative paths and messages. */
 export const parseConfig = (
@@ -77,7 +175,7 @@ export const parseConfig = (
     const invalid = (problems: ReadonlyArray<ConfigProblem>) => new ConfigInvalid({ file: path, problems })
     const json = yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
-      catch: (cause) => invalid([{ path: "", message: `not valid JSON: ${(cause as Error).message}` }])
+      catch: (cause) => invalid([{ path: "", message: describeJsonError(text, cause as Error) }])
     })
     const baseDirectory = dirname(resolve(path))
     const decoded = yield* Schema.decodeUnknown(ConfigFile, { errors: "all", onExcessProperty: "error" })(json).pipe(
@@ -94,19 +192,10 @@ export const parseConfig = (
       }))))
     }
     const file = decoded.right
-    let serverUsageType = file.server.usageType
-    const override = env[USAGE_TYPE_ENV]
-    if (override !== undefined) {
-      if (!Schema.is(UsageType)(override)) {
-        return yield* invalid([{
-          path: USAGE_TYPE_ENV,
-          message: `"${override}" is not a usage type (Production, Test, Development, Training or empty)`
-        }])
-      }
-      serverUsageType = override
-    }
-    const result = plan(file, { serverUsageType })
-    if (result.problems.length > 0) return yield* invalid(result.problems)
+    const server = serverUsageType(file, env)
+    const result = plan(file, { serverUsageType: server.usageType, serverUsageTypeSource: server.source })
+    const problems = server.problem === undefined ? result.problems : [server.problem, ...result.problems]
+    if (problems.length > 0) return yield* invalid(problems)
     const database = isAbsolute(file.database) ? file.database : resolve(baseDirectory, file.database)
     return { path, text, file, plan: { ...result.plan, database } }
   })

@@ -9,11 +9,20 @@ import { Context, Effect, ParseResult, Redacted, Schema } from "effect"
 // Secrets
 // ---------------------------------------------------------------------------------------------
 
-/** Where a secret comes from, as written in the file. */
+const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
+
+/**
+ * Where a secret comes from, as written in the file: a string, `{ "env": "NAME" }` or
+ * `{ "file": "path" }`. The two reference forms are one struct with exactly one field set, so a
+ * typo inside it is reported as that typo rather than as a mismatch against every form.
+ */
 export const SecretSpec = Schema.Union(
   Schema.String,
-  Schema.Struct({ env: Schema.String.pipe(Schema.minLength(1)) }),
-  Schema.Struct({ file: Schema.String.pipe(Schema.minLength(1)) })
+  Schema.Struct({ env: Schema.optional(NonEmpty), file: Schema.optional(NonEmpty) }).pipe(
+    Schema.filter((spec) => (spec.env === undefined) !== (spec.file === undefined), {
+      message: () => 'must be { "env": "NAME" } or { "file": "path" }: exactly one of the two'
+    })
+  ).annotations({ title: '{ "env": "NAME" } or { "file": "path" }' })
 )
 export type SecretSpec = typeof SecretSpec.Type
 
@@ -35,7 +44,7 @@ export const Secret = Schema.transformOrFail(SecretSpec, Schema.RedactedFromSelf
 })
 
 const describeSecretSpec = (spec: SecretSpec): string =>
-  typeof spec === "string" ? "<redacted>" : "env" in spec ? `{ env: ${spec.env} }` : `{ file: ${spec.file} }`
+  typeof spec === "string" ? "<redacted>" : spec.env !== undefined ? `{ env: ${spec.env} }` : `{ file: ${spec.file} }`
 
 // ---------------------------------------------------------------------------------------------
 // Enumerations
@@ -63,15 +72,16 @@ export type TlsMode = typeof TlsMode.Type
 
 export const AfterProcessing = Schema.Union(
   Schema.Literal("delete"),
-  Schema.Struct({ moveTo: Schema.String.pipe(Schema.minLength(1)) })
+  Schema.Struct({ moveTo: NonEmpty }).annotations({ title: '{ "moveTo": "folder" }' })
 )
 export type AfterProcessing = typeof AfterProcessing.Type
 
-const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
-const Port = Schema.Int.pipe(Schema.between(1, 65535))
-const Seconds = (max: number) =>
-  Schema.Int.pipe(Schema.between(1, max, { message: () => `must be a whole number of seconds from 1 to ${max}` }))
-const Bytes = Schema.Int.pipe(Schema.between(1, 2 ** 40, { message: () => "must be a positive number of bytes" }))
+/** A whole number in a range, with one message whether it is fractional or out of range. */
+const WholeNumber = (min: number, max: number, message: string) =>
+  Schema.Number.pipe(Schema.filter((n) => Number.isInteger(n) && n >= min && n <= max, { message: () => message }))
+const Port = WholeNumber(1, 65_535, "must be a port number from 1 to 65535")
+const Seconds = (max: number) => WholeNumber(1, max, `must be a whole number of seconds from 1 to ${max}`)
+const Bytes = WholeNumber(1, 2 ** 40, "must be a whole number of bytes from 1 to 2^40")
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 
@@ -181,20 +191,40 @@ export const GraphConfiguration = Schema.Struct({
 export type GraphConfiguration = typeof GraphConfiguration.Type
 
 /**
- * Integration types of the settings screen that this build cannot run yet. They decode (so the
- * rest of the file is still checked) and are then refused by `validate` with a clear message.
+ * EWS, an integration type of the settings screen that this build cannot run yet. It decodes (so
+ * the rest of the file is still checked) and is then refused by `plan` with a clear message; its
+ * mailboxes are not checked until the type is built.
  */
-export const UnsupportedConfiguration = Schema.Struct({
+export const EwsConfiguration = Schema.Struct({
   ...ConfigurationCommon,
-  integrationType: Schema.Literal("EWS", "ICELib4", "ICELib3", "AgentInteraction"),
+  integrationType: Schema.Literal("EWS"),
+  mailboxes: Schema.optionalWith(Schema.Array(Schema.Unknown), { default: () => [] })
+})
+export type EwsConfiguration = typeof EwsConfiguration.Type
+
+/**
+ * The interaction-server types (settings screen: "Interaction server settings"). Their server
+ * fields are optional here so that `plan` can report a missing one together with the refusal of
+ * the type, which this build cannot run yet.
+ */
+export const InteractionConfiguration = Schema.Struct({
+  ...ConfigurationCommon,
+  integrationType: Schema.Literal("AgentInteraction", "ICELib3", "ICELib4"),
   serverName: Schema.optional(Schema.String),
   userName: Schema.optional(Schema.String),
   password: Schema.optional(Secret),
   mailboxes: Schema.optionalWith(Schema.Array(Schema.Unknown), { default: () => [] })
 })
-export type UnsupportedConfiguration = typeof UnsupportedConfiguration.Type
+export type InteractionConfiguration = typeof InteractionConfiguration.Type
 
-export const Configuration = Schema.Union(ServerConfiguration, GraphConfiguration, UnsupportedConfiguration)
+export type UnsupportedConfiguration = EwsConfiguration | InteractionConfiguration
+
+export const Configuration = Schema.Union(
+  ServerConfiguration,
+  GraphConfiguration,
+  EwsConfiguration,
+  InteractionConfiguration
+)
 export type Configuration = typeof Configuration.Type
 
 export const ConfigFile = Schema.Struct({

@@ -11,6 +11,7 @@ import type {
   GraphConfiguration,
   GraphCredentialsSpec,
   GraphMailbox,
+  InteractionConfiguration,
   IntegrationType,
   QuarantineSpec,
   ServerConfiguration,
@@ -70,9 +71,24 @@ export interface MailboxPlan {
   readonly connection: MailboxConnection
 }
 
+/** One configuration as it would run: the usage-type verdict applies to all its mailboxes. */
+export interface ConfigurationPlan {
+  readonly name: string
+  readonly integrationType: IntegrationType
+  readonly usageType: UsageType
+  readonly usage: UsageVerdict
+  readonly pollingIntervalSeconds: number
+  readonly reconnectIntervalSeconds: number
+  /** The ids of its mailboxes, in file order. */
+  readonly mailboxes: ReadonlyArray<string>
+}
+
 export interface Plan {
   readonly serverUsageType: UsageType
+  /** Where the server usage type came from: the file, or the MAILINTAKE_USAGE_TYPE override. */
+  readonly serverUsageTypeSource: "file" | "environment"
   readonly database: string
+  readonly configurations: ReadonlyArray<ConfigurationPlan>
   readonly mailboxes: ReadonlyArray<MailboxPlan>
 }
 
@@ -80,50 +96,94 @@ export const SUPPORTED_INTEGRATIONS: ReadonlyArray<IntegrationType> = ["IMAP", "
 
 export const DEFAULT_SMTP_PORT = 25
 
+const INTERACTION_TYPES: ReadonlyArray<IntegrationType> = ["AgentInteraction", "ICELib3", "ICELib4"]
+
+/** Settings screen: the SMTP settings are "required whenever a POP3, IMAP or EWS mailbox quarantines by SMTP"; Graph needs them to send at all. */
+const SENDS_QUARANTINE_BY_SMTP: ReadonlyArray<IntegrationType> = ["POP3", "IMAP", "EWS", "Graph"]
+
+/** Collects problems once each: a bad value inherited by several mailboxes is one problem. */
+const problemList = () => {
+  const problems: Array<ConfigProblem> = []
+  const seen = new Set<string>()
+  const report = (path: string, message: string) => {
+    const key = `${path}\u0000${message}`
+    if (seen.has(key)) return
+    seen.add(key)
+    problems.push({ path, message })
+  }
+  return { problems, report }
+}
+type Report = (path: string, message: string) => void
+
 /**
  * Builds the plan or returns every problem found. `serverUsageType` is the effective server
  * usage type (the file's, or the MAILINTAKE_USAGE_TYPE override).
  */
 export const plan = (
   file: ConfigFile,
-  options: { readonly serverUsageType: UsageType; readonly supported?: ReadonlyArray<IntegrationType> }
+  options: {
+    readonly serverUsageType: UsageType
+    readonly serverUsageTypeSource?: "file" | "environment"
+    readonly supported?: ReadonlyArray<IntegrationType>
+  }
 ): { readonly problems: ReadonlyArray<ConfigProblem>; readonly plan: Plan } => {
   const supported = options.supported ?? SUPPORTED_INTEGRATIONS
-  const problems: Array<ConfigProblem> = []
+  const { problems, report } = problemList()
+  const configurations: Array<ConfigurationPlan> = []
   const mailboxes: Array<MailboxPlan> = []
   const names = new Map<string, string>()
   const ids = new Map<string, string>()
+  const defaults: QuarantineLevel = { path: "defaults.quarantine", block: file.defaults.quarantine }
+
+  const checkId = (id: string, path: string) => {
+    const first = ids.get(id)
+    if (first !== undefined) report(path, `duplicate mailbox id "${id}" (also ${first}): ids must be unique across configurations`)
+    else ids.set(id, path)
+  }
 
   file.configurations.forEach((configuration, c) => {
     const at = `configurations[${c}]`
     const firstName = names.get(configuration.name)
     if (firstName !== undefined) {
-      problems.push({ path: `${at}.name`, message: `duplicate configuration name "${configuration.name}" (also ${firstName})` })
+      report(`${at}.name`, `duplicate configuration name "${configuration.name}" (also ${firstName})`)
     } else names.set(configuration.name, `${at}.name`)
+    const configurationLevel: QuarantineLevel = { path: `${at}.quarantine`, block: configuration.quarantine }
 
-    if (!supported.includes(configuration.integrationType)) {
-      problems.push({
-        path: `${at}.integrationType`,
-        message: `integration type "${configuration.integrationType}" is not supported by this build yet (supported: ${supported.join(", ")})`
+    if (!isRunnable(configuration) || !supported.includes(configuration.integrationType)) {
+      // Checked as far as this build understands it, so every mistake is reported with the refusal.
+      configuration.mailboxes.forEach((mailbox: unknown, m: number) => {
+        const id = typeof mailbox === "object" && mailbox !== null ? (mailbox as { id?: unknown }).id : undefined
+        if (typeof id === "string") checkId(id, `${at}.mailboxes[${m}].id`)
       })
+      if (INTERACTION_TYPES.includes(configuration.integrationType)) {
+        checkInteractionServer(configuration as InteractionConfiguration, at, report)
+      }
+      resolveQuarantine([defaults, configurationLevel], configuration.integrationType, report)
+      report(
+        `${at}.integrationType`,
+        `integration type ${configuration.integrationType} is not supported by this build yet (supported: ${supported.join(", ")})`
+      )
       return
     }
-    if (!isRunnable(configuration)) return
 
     const usage = usageVerdict(options.serverUsageType, configuration.usageType)
     const runnable: ServerConfiguration | GraphConfiguration = configuration
+    configurations.push({
+      name: configuration.name,
+      integrationType: configuration.integrationType,
+      usageType: configuration.usageType,
+      usage,
+      pollingIntervalSeconds: configuration.pollingIntervalSeconds,
+      reconnectIntervalSeconds: configuration.reconnectIntervalSeconds,
+      mailboxes: runnable.mailboxes.map((mailbox: ServerMailbox | GraphMailbox) => mailbox.id)
+    })
     runnable.mailboxes.forEach((mailbox: ServerMailbox | GraphMailbox, m: number) => {
       const mat = `${at}.mailboxes[${m}]`
-      const firstId = ids.get(mailbox.id)
-      if (firstId !== undefined) {
-        problems.push({ path: `${mat}.id`, message: `duplicate mailbox id "${mailbox.id}" (also ${firstId})` })
-      } else ids.set(mailbox.id, `${mat}.id`)
-
+      checkId(mailbox.id, `${mat}.id`)
       const quarantine = resolveQuarantine(
-        [file.defaults.quarantine, configuration.quarantine, mailbox.quarantine],
-        configuration,
-        mat,
-        problems
+        [defaults, configurationLevel, { path: `${mat}.quarantine`, block: mailbox.quarantine }],
+        configuration.integrationType,
+        report
       )
       if (quarantine === undefined) return
       mailboxes.push({
@@ -147,7 +207,13 @@ export const plan = (
 
   return {
     problems,
-    plan: { serverUsageType: options.serverUsageType, database: file.database, mailboxes }
+    plan: {
+      serverUsageType: options.serverUsageType,
+      serverUsageTypeSource: options.serverUsageTypeSource ?? "file",
+      database: file.database,
+      configurations,
+      mailboxes
+    }
   }
 }
 
@@ -155,6 +221,17 @@ const isRunnable = (configuration: Configuration): configuration is ServerConfig
   configuration.integrationType === "IMAP" || configuration.integrationType === "POP3" ||
   configuration.integrationType === "Graph"
 
+const isBlank = (value: string | undefined): boolean => value === undefined || value.trim() === ""
+
+/** Settings screen: "Interaction server settings: server name, user name, password". */
+const checkInteractionServer = (configuration: InteractionConfiguration, at: string, report: Report) => {
+  const required = `is required for integration type ${configuration.integrationType}`
+  if (isBlank(configuration.serverName)) report(`${at}.serverName`, `the interaction server name ${required}`)
+  if (isBlank(configuration.userName)) report(`${at}.userName`, `the interaction server user name ${required}`)
+  if (configuration.password === undefined || Redacted.value(configuration.password) === "") {
+    report(`${at}.password`, `the interaction server password ${required}`)
+  }
+}
 const mergeSmtp = (blocks: ReadonlyArray<SmtpSettingsSpec | undefined>): SmtpSettingsSpec =>
   blocks.reduce<SmtpSettingsSpec>((acc, block) => (block === undefined ? acc : { ...acc, ...definedFields(block) }), {})
 
@@ -180,60 +257,116 @@ export const mergeQuarantine = (blocks: ReadonlyArray<QuarantineSpec | undefined
   return { type, mailbox, smtp, graph }
 }
 
+/** One of the three places a quarantine block can be written, with its path in the file. */
+interface QuarantineLevel {
+  readonly path: string
+  readonly block: QuarantineSpec | undefined
+}
+
+/** The path of the most specific block that sets a field: where a bad value must be fixed. */
+const origin = (levels: ReadonlyArray<QuarantineLevel>, get: (block: QuarantineSpec) => unknown): string | undefined =>
+  [...levels].reverse().find((level) => level.block !== undefined && get(level.block) !== undefined)?.path
+
+const looksLikeAddress = (value: string): boolean => /^[^@\s]+@[^@\s]+$/.test(value.trim())
+
+const GRAPH_SENDER_FIELDS = ["tenant", "clientId", "clientSecret", "user"] as const
+
+/**
+ * The effective quarantine of one mailbox (or, for a configuration this build cannot run, of the
+ * configuration), or undefined after reporting why there is none. Each problem names the field
+ * where the offending value was written, or, for a missing value, the block that chose the type.
+ */
 const resolveQuarantine = (
-  blocks: ReadonlyArray<QuarantineSpec | undefined>,
-  configuration: Configuration,
-  mailboxPath: string,
-  problems: Array<ConfigProblem>
+  levels: ReadonlyArray<QuarantineLevel>,
+  integrationType: IntegrationType,
+  report: Report
 ): QuarantineTarget | undefined => {
-  const merged = mergeQuarantine(blocks)
-  const at = `${mailboxPath}.quarantine`
-  const before = problems.length
-  if (merged.type === undefined && (merged.mailbox === undefined || merged.mailbox === "")) {
-    problems.push({
-      path: at,
-      message: "no quarantine destination: set quarantine.type and quarantine.mailbox here, on the configuration, or in defaults"
-    })
+  const merged = mergeQuarantine(levels.map((level) => level.block))
+  // With no block anywhere, the configuration is where a quarantine is usually written.
+  const fallback = (levels[1] ?? levels[0]!).path
+  let valid = true
+  const problem = (path: string, message: string) => {
+    valid = false
+    report(path, message)
+  }
+  if (merged.type === undefined && isBlank(merged.mailbox)) {
+    problem(
+      origin(levels, () => true) ?? fallback,
+      "no quarantine destination: set quarantine.type and quarantine.mailbox here, on the configuration or in defaults"
+    )
     return undefined
   }
   if (merged.type === undefined) {
-    problems.push({ path: `${at}.type`, message: `quarantine mailbox "${merged.mailbox}" is set but no quarantine type` })
+    problem(
+      `${origin(levels, (block) => block.mailbox)}.type`,
+      `quarantine mailbox "${merged.mailbox}" has no type: set type to SMTP, Graph, AgentInteraction or ICELib`
+    )
     return undefined
   }
-  if (merged.mailbox === undefined || merged.mailbox.trim() === "") {
-    problems.push({ path: `${at}.mailbox`, message: `quarantine type ${merged.type} needs a mailbox or queue name` })
+  const typeAt = origin(levels, (block) => block.type)!
+  const mailboxAt = `${origin(levels, (block) => block.mailbox) ?? typeAt}.mailbox`
+  const byAddress = merged.type === "SMTP" || merged.type === "Graph"
+  if (isBlank(merged.mailbox)) {
+    problem(
+      mailboxAt,
+      byAddress
+        ? `quarantine type ${merged.type} needs a mailbox: the address quarantined messages are forwarded to`
+        : `quarantine type ${merged.type} needs a queue name in "mailbox"`
+    )
+  } else if (byAddress && !looksLikeAddress(merged.mailbox!)) {
+    problem(mailboxAt, `"${merged.mailbox}" is not an e-mail address: a ${merged.type} quarantine forwards to an address`)
   }
   switch (merged.type) {
     case "AgentInteraction":
-      if (configuration.integrationType !== "AgentInteraction") {
-        problems.push({ path: `${at}.type`, message: "quarantine type AgentInteraction is only allowed with integration type AgentInteraction" })
+      if (integrationType !== "AgentInteraction") {
+        problem(
+          `${typeAt}.type`,
+          `quarantine type AgentInteraction is allowed only with integration type AgentInteraction, not ${integrationType}`
+        )
       }
       break
     case "ICELib":
-      if (configuration.integrationType !== "ICELib3" && configuration.integrationType !== "ICELib4") {
-        problems.push({ path: `${at}.type`, message: "quarantine type ICELib is only allowed with integration types ICELib3 and ICELib4" })
+      if (integrationType !== "ICELib3" && integrationType !== "ICELib4") {
+        problem(`${typeAt}.type`, `quarantine type ICELib is allowed only with integration types ICELib3 and ICELib4, not ${integrationType}`)
       }
       break
     case "SMTP": {
+      if (!SENDS_QUARANTINE_BY_SMTP.includes(integrationType)) break
       const smtp = merged.smtp ?? {}
-      if (smtp.host === undefined || smtp.host.trim() === "") {
-        problems.push({ path: `${at}.smtp.host`, message: "an SMTP server is required when quarantining by SMTP" })
+      if (isBlank(smtp.host)) {
+        problem(
+          `${origin(levels, (block) => block.smtp?.host) ?? typeAt}.smtp.host`,
+          `an SMTP server is required to quarantine ${integrationType} mail by SMTP`
+        )
       }
-      if (smtp.sender === undefined || smtp.sender.trim() === "") {
-        problems.push({ path: `${at}.smtp.sender`, message: "an SMTP sender address is required when quarantining by SMTP" })
+      const senderAt = `${origin(levels, (block) => block.smtp?.sender) ?? typeAt}.smtp.sender`
+      if (isBlank(smtp.sender)) {
+        problem(senderAt, `an SMTP sender address is required to quarantine ${integrationType} mail by SMTP`)
+      } else if (!looksLikeAddress(smtp.sender!)) {
+        problem(senderAt, `"${smtp.sender}" is not an e-mail address`)
       }
       break
     }
-    case "Graph":
-      if (merged.graph === undefined && configuration.integrationType !== "Graph") {
-        problems.push({
-          path: `${at}.graph`,
-          message: "a Graph quarantine of a non-Graph mailbox needs its own graph credentials (tenant, clientId, clientSecret, user)"
-        })
+    case "Graph": {
+      // A Graph mailbox lends its own credentials to a Graph quarantine (DESIGN.md); others cannot.
+      if (integrationType === "Graph") break
+      const graphAt = origin(levels, (block) => block.graph)
+      if (graphAt === undefined) {
+        problem(
+          `${typeAt}.graph`,
+          `a Graph quarantine of ${integrationType} mail needs graph credentials: tenant, clientId, clientSecret and user`
+        )
+        break
+      }
+      for (const field of GRAPH_SENDER_FIELDS) {
+        if (merged.graph?.[field] === undefined) {
+          problem(`${graphAt}.graph.${field}`, `is required for a Graph quarantine of ${integrationType} mail`)
+        }
       }
       break
+    }
   }
-  if (problems.length > before) return undefined
+  if (!valid) return undefined
   if (merged.type === "SMTP") {
     const smtp = merged.smtp ?? {}
     return {
@@ -252,6 +385,6 @@ const resolveQuarantine = (
     }
   }
   if (merged.type === "Graph") return { type: "Graph", mailbox: merged.mailbox!, graph: merged.graph }
-  problems.push({ path: `${at}.type`, message: `quarantine type ${merged.type} is not supported by this build yet` })
+  // An interaction queue: only valid on an interaction integration type, which is refused above.
   return undefined
 }

@@ -5,29 +5,36 @@ export type UsageVerdict =
   | { readonly _tag: "Runs" }
   | { readonly _tag: "Mismatch"; readonly message: string }
 
-const shown = (usage: UsageType) => (usage === "" ? "(blank)" : usage)
+export const shownUsageType = (usage: UsageType): string => (usage === "" ? "(blank)" : usage)
+
+const RUNS: UsageVerdict = { _tag: "Runs" }
+
+const mismatch = (message: string): UsageVerdict => ({ _tag: "Mismatch", message })
 
 /**
  * A configuration runs when its usage type equals the server's. A blank usage type is what
  * configurations written before the setting existed carry; they may run only on a Production
- * server (the upgrade rule of the source document).
+ * server (the upgrade rule of the source document). A server with a blank usage type runs nothing:
+ * it has not said what it is.
  */
 export const usageVerdict = (server: UsageType, configuration: UsageType): UsageVerdict => {
-  if (configuration === server) {
-    return configuration === "" && server === ""
-      ? { _tag: "Mismatch", message: "the server usage type is blank: set server.usageType (or MAILINTAKE_USAGE_TYPE) to Production, Test, Development or Training" }
-      : { _tag: "Runs" }
+  if (server === "") {
+    return mismatch(
+      `the server usage type is blank (configuration usage type ${shownUsageType(configuration)}): ` +
+        "set server.usageType or MAILINTAKE_USAGE_TYPE to Production, Test, Development or Training"
+    )
   }
+  if (configuration === server) return RUNS
   if (configuration === "") {
     return server === "Production"
-      ? { _tag: "Runs" }
-      : {
-        _tag: "Mismatch",
-        message: `configuration usage type is blank and the server usage type is ${shown(server)}: a blank usage type runs only on a Production server; set the configuration's usageType to "${server}"`
-      }
+      ? RUNS
+      : mismatch(
+        `configuration usage type is blank and the server usage type is ${server}: a blank usage type ` +
+          `runs only on a Production server; set this configuration's usageType to "${server}"`
+      )
   }
-  return {
-    _tag: "Mismatch",
-    message: `configuration usage type ${shown(configuration)} does not match the server usage type ${shown(server)}`
-  }
+  return mismatch(
+    `configuration usage type ${configuration} does not match the server usage type ${server}: ` +
+      `its mailboxes are not polled on this server`
+  )
 }

@@ -314,7 +314,9 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           yield* Effect.logInfo(`${seenAgain.length} message(s) already handled are still on the server: removing them again`)
           yield* Effect.uninterruptible(session.remove(seenAgain.map((item) => item.ref)))
         }
-        const fresh = listing.filter((item) => !state.inFlight.has(item.ref) && !state.removed.has(item.ref))
+        const fresh = listing.filter((item) =>
+          !state.inFlight.has(item.ref) && !state.removed.has(item.ref) && item.flaggedDeleted !== true
+        )
         for (const batch of batches(fresh)) {
           const refs = yield* retrieve(session, batch, report)
           yield* forwardDue(refs, report)

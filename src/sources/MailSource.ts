@@ -10,6 +10,11 @@ export interface Listed {
   readonly ref: string
   /** Size in bytes as the server reports it, when it does. */
   readonly size: number | undefined
+  /**
+   * IMAP: already flagged \Deleted. A new message so flagged is another client's to expunge
+   * and is left alone; one of ours (a removal cut short by a crash) is removed again.
+   */
+  readonly flaggedDeleted?: boolean
 }
 
 export interface Fetched {

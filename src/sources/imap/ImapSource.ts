@@ -146,9 +146,12 @@ const openSession = (mailbox: ServerMailbox) =>
       const uidValidity = currentUidValidity()
       const messages = await client.fetchAll("1:*", { uid: true, size: true, flags: true })
       return messages
-        .filter((message) => !message.flags?.has("\\Deleted"))
         .sort((a, b) => a.uid - b.uid)
-        .map((message): Listed => ({ ref: `${uidValidity}:${message.uid}`, size: message.size }))
+        .map((message): Listed => ({
+          ref: `${uidValidity}:${message.uid}`,
+          size: message.size,
+          flaggedDeleted: message.flags?.has("\\Deleted") === true
+        }))
     })
 
     const uidsOf = (refs: ReadonlyArray<string>, uidValidity: string) =>
