@@ -103,7 +103,7 @@ export const ensureDovecot = async (): Promise<void> => {
     return
   }
 
-  log(`dovecot is not installed: installing ${PACKAGES.join(", ")} with apt-get`)
+  log("dovecot is not installed (not on PATH, nor in /usr/sbin or /sbin)")
   if (typeof process.getuid === "function" && process.getuid() !== 0) {
     throw new EnsureDovecotError(
       "dovecot is not installed, and installing it takes root. Run this again as root " +
@@ -117,6 +117,7 @@ export const ensureDovecot = async (): Promise<void> => {
     )
   }
 
+  log(`installing ${PACKAGES.join(", ")} with apt-get (about a minute)`)
   const started = Date.now()
   await run("apt-get", ["update"])
   await run("apt-get", ["install", "-y", "--no-install-recommends", ...PACKAGES], { DEBIAN_FRONTEND: "noninteractive" })

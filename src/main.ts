@@ -49,6 +49,7 @@ cli(process.argv).pipe(
   (effect) =>
     NodeRuntime.runMain(effect, {
       disableErrorReporting: true,
+      disablePrettyLogger: true,
       teardown: (exit, onExit) => {
         const code = exitCodeOf(exit)
         if (code === 1 && Exit.isFailure(exit) && !(Option.getOrUndefined(Cause.failureOption(exit.cause)) instanceof ExitCode)) {

@@ -6,9 +6,18 @@
 import { Data, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { dirname, isAbsolute, resolve } from "node:path"
-import { ConfigFile, type SecretSpec, SecretStore, UsageType } from "../domain/config.js"
-import { type ConfigProblem, type Plan, plan } from "../domain/plan.js"
-import { formatIssues } from "./formatIssues.js"
+import {
+  ConfigFile,
+  ConfigFileOutline,
+  Configuration,
+  GraphMailbox,
+  type SecretSpec,
+  SecretStore,
+  ServerMailbox,
+  UsageType
+} from "../domain/config.js"
+import { type ConfigProblem, type ConfigurationPart, type Plan, plan, planParts } from "../domain/plan.js"
+import { formatIssues, type RawIssue } from "./formatIssues.js"
 
 export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
   readonly file: string
@@ -74,7 +83,7 @@ const USAGE_TYPES = ["Production", "Test", "Development", "Training"] as const
  * usage type would stop every configuration; a blank server is written in the file.
  */
 const serverUsageType = (
-  file: ConfigFile,
+  file: { readonly server: { readonly usageType: UsageType } },
   env: NodeJS.ProcessEnv
 ): { readonly usageType: UsageType; readonly source: "file" | "environment"; readonly problem?: ConfigProblem } => {
   const override = env[USAGE_TYPE_ENV]
@@ -164,6 +173,80 @@ const syntaxErrorOffset = (text: string): number => {
   }
 }
 
+const decodeOptions = { errors: "all", onExcessProperty: "error" } as const
+
+/** Decodes one part of the file; its issues carry their full path from the root of the file. */
+const decodeWithIssues = <A, I>(
+  schema: Schema.Schema<A, I, SecretStore>,
+  value: unknown,
+  prefix: ReadonlyArray<PropertyKey>
+): Effect.Effect<Either.Either<A, ReadonlyArray<RawIssue>>, never, SecretStore> =>
+  Schema.decodeUnknown(schema, decodeOptions)(value).pipe(
+    Effect.mapError((error) =>
+      ParseResult.ArrayFormatter.formatErrorSync(error).map((issue): RawIssue => {
+        const rawPath = [...prefix, ...issue.path]
+        return { path: formatPath(rawPath), rawPath, message: issue.message, tag: issue._tag }
+      })
+    ),
+    Effect.either
+  )
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+/**
+ * The well-formed parts of a file that does not decode as a whole: its outline, each
+ * configuration that decodes, and of a configuration that does not, the configuration without its
+ * mailboxes and each mailbox that decodes. Undefined when even the outline is broken.
+ */
+const decodeParts = (json: unknown) =>
+  Effect.gen(function*() {
+    const outline = yield* decodeWithIssues(ConfigFileOutline, json, [])
+    if (Either.isLeft(outline)) return undefined
+    const configurations: Array<ConfigurationPart> = []
+    for (const [index, raw] of outline.right.configurations.entries()) {
+      const whole = yield* decodeWithIssues(Configuration, raw, [])
+      if (Either.isRight(whole)) {
+        const configuration = whole.right
+        const mailboxes = configuration.integrationType === "IMAP" || configuration.integrationType === "POP3" ||
+            configuration.integrationType === "Graph"
+          ? configuration.mailboxes.map((mailbox: ServerMailbox | GraphMailbox, m: number) => ({ index: m, mailbox }))
+          : []
+        configurations.push({ index, configuration, mailboxes })
+        continue
+      }
+      if (!isRecord(raw)) continue
+      const shell = yield* decodeWithIssues(Configuration, { ...raw, mailboxes: [] }, [])
+      if (Either.isLeft(shell)) continue
+      const configuration = shell.right
+      const mailboxes: Array<ConfigurationPart["mailboxes"][number]> = []
+      if (
+        Array.isArray(raw.mailboxes) &&
+        (configuration.integrationType === "IMAP" || configuration.integrationType === "POP3" ||
+          configuration.integrationType === "Graph")
+      ) {
+        for (const [m, rawMailbox] of raw.mailboxes.entries()) {
+          const mailbox = configuration.integrationType === "Graph"
+            ? yield* decodeWithIssues(GraphMailbox, rawMailbox, [])
+            : yield* decodeWithIssues(ServerMailbox, rawMailbox, [])
+          if (Either.isRight(mailbox)) mailboxes.push({ index: m, mailbox: mailbox.right })
+        }
+      }
+      configurations.push({ index, configuration, mailboxes })
+    }
+    return { file: outline.right, configurations }
+  })
+
+const distinct = (problems: ReadonlyArray<ConfigProblem>): Array<ConfigProblem> => {
+  const seen = new Set<string>()
+  return problems.filter((problem) => {
+    const key = `${problem.path}\u0000${problem.message}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
+}
+
 /** Decodes configuration text; `path` is used for relative paths and messages. */
 export const parseConfig = (
   path: string,
@@ -178,18 +261,21 @@ export const parseConfig = (
       catch: (cause) => invalid([{ path: "", message: describeJsonError(text, cause as Error) }])
     })
     const baseDirectory = dirname(resolve(path))
-    const decoded = yield* Schema.decodeUnknown(ConfigFile, { errors: "all", onExcessProperty: "error" })(json).pipe(
-      Effect.provide(secretStoreLayer(baseDirectory, env, options.secrets === "lenient")),
-      Effect.either
-    )
+    const secrets = secretStoreLayer(baseDirectory, env, options.secrets === "lenient")
+    const decoded = yield* decodeWithIssues(ConfigFile, json, []).pipe(Effect.provide(secrets))
     if (Either.isLeft(decoded)) {
-      const issues = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-      return yield* invalid(formatIssues(issues.map((issue) => ({
-        path: formatPath(issue.path),
-        rawPath: issue.path,
-        message: issue.message,
-        tag: issue._tag
-      }))))
+      // Report the rules spanning several fields of every well-formed part along with the field
+      // errors, so that one run of check-config lists everything to fix.
+      const parts = yield* decodeParts(json).pipe(Effect.provide(secrets))
+      const server = parts === undefined ? undefined : serverUsageType(parts.file, env)
+      const planned = parts === undefined || server === undefined
+        ? []
+        : planParts({ ...parts.file, configurations: parts.configurations }, { serverUsageType: server.usageType }).problems
+      return yield* invalid(distinct([
+        ...(server?.problem === undefined ? [] : [server.problem]),
+        ...formatIssues(decoded.left),
+        ...planned
+      ]))
     }
     const file = decoded.right
     const server = serverUsageType(file, env)

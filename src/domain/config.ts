@@ -227,7 +227,7 @@ export const Configuration = Schema.Union(
 )
 export type Configuration = typeof Configuration.Type
 
-export const ConfigFile = Schema.Struct({
+const ConfigFileFields = {
   server: Schema.optionalWith(
     Schema.Struct({ usageType: Schema.optionalWith(UsageType, { default: () => "Production" as const }) }),
     { default: () => ({ usageType: "Production" as const }) }
@@ -235,7 +235,15 @@ export const ConfigFile = Schema.Struct({
   database: Schema.optionalWith(NonEmpty, { default: () => "./mailintake.db" }),
   defaults: Schema.optionalWith(Schema.Struct({ quarantine: Schema.optional(QuarantineSpec) }), {
     default: () => ({})
-  }),
-  configurations: Schema.Array(Configuration)
-})
+  })
+}
+
+export const ConfigFile = Schema.Struct({ ...ConfigFileFields, configurations: Schema.Array(Configuration) })
 export type ConfigFile = typeof ConfigFile.Type
+
+/**
+ * The file with its configurations left undecoded: when the file has errors, the loader decodes
+ * each configuration (and each mailbox) on its own, so that the rules spanning several fields are
+ * still checked on every part that is well-formed and all problems are reported in one go.
+ */
+export const ConfigFileOutline = Schema.Struct({ ...ConfigFileFields, configurations: Schema.Array(Schema.Unknown) })

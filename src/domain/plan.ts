@@ -115,17 +115,52 @@ const problemList = () => {
 }
 type Report = (path: string, message: string) => void
 
-/**
- * Builds the plan or returns every problem found. `serverUsageType` is the effective server
- * usage type (the file's, or the MAILINTAKE_USAGE_TYPE override).
- */
+export interface PlanOptions {
+  /** The effective server usage type (the file's, or the MAILINTAKE_USAGE_TYPE override). */
+  readonly serverUsageType: UsageType
+  readonly serverUsageTypeSource?: "file" | "environment"
+  readonly supported?: ReadonlyArray<IntegrationType>
+}
+
+/** A decoded configuration and those of its mailboxes that decoded, each with its index in the file. */
+export interface ConfigurationPart {
+  readonly index: number
+  readonly configuration: Configuration
+  readonly mailboxes: ReadonlyArray<{ readonly index: number; readonly mailbox: ServerMailbox | GraphMailbox }>
+}
+
+/** Builds the plan of a decoded file, or returns every problem found. */
 export const plan = (
   file: ConfigFile,
-  options: {
-    readonly serverUsageType: UsageType
-    readonly serverUsageTypeSource?: "file" | "environment"
-    readonly supported?: ReadonlyArray<IntegrationType>
-  }
+  options: PlanOptions
+): { readonly problems: ReadonlyArray<ConfigProblem>; readonly plan: Plan } =>
+  planParts(
+    {
+      database: file.database,
+      defaults: file.defaults,
+      configurations: file.configurations.map((configuration, index) => ({
+        index,
+        configuration,
+        mailboxes: isRunnable(configuration)
+          ? configuration.mailboxes.map((mailbox: ServerMailbox | GraphMailbox, m: number) => ({ index: m, mailbox }))
+          : []
+      }))
+    },
+    options
+  )
+
+/**
+ * Builds the plan from the parts of a file that decoded. The loader calls it on a file with
+ * errors too, with the well-formed parts only, so that the rules spanning several fields are
+ * reported together with the field errors.
+ */
+export const planParts = (
+  file: {
+    readonly database: string
+    readonly defaults: ConfigFile["defaults"]
+    readonly configurations: ReadonlyArray<ConfigurationPart>
+  },
+  options: PlanOptions
 ): { readonly problems: ReadonlyArray<ConfigProblem>; readonly plan: Plan } => {
   const supported = options.supported ?? SUPPORTED_INTEGRATIONS
   const { problems, report } = problemList()
@@ -141,8 +176,9 @@ export const plan = (
     else ids.set(id, path)
   }
 
-  file.configurations.forEach((configuration, c) => {
-    const at = `configurations[${c}]`
+  file.configurations.forEach((part) => {
+    const configuration = part.configuration
+    const at = `configurations[${part.index}]`
     const firstName = names.get(configuration.name)
     if (firstName !== undefined) {
       report(`${at}.name`, `duplicate configuration name "${configuration.name}" (also ${firstName})`)
@@ -175,9 +211,9 @@ export const plan = (
       usage,
       pollingIntervalSeconds: configuration.pollingIntervalSeconds,
       reconnectIntervalSeconds: configuration.reconnectIntervalSeconds,
-      mailboxes: runnable.mailboxes.map((mailbox: ServerMailbox | GraphMailbox) => mailbox.id)
+      mailboxes: part.mailboxes.map(({ mailbox }) => mailbox.id)
     })
-    runnable.mailboxes.forEach((mailbox: ServerMailbox | GraphMailbox, m: number) => {
+    part.mailboxes.forEach(({ index: m, mailbox }) => {
       const mat = `${at}.mailboxes[${m}]`
       checkId(mailbox.id, `${mat}.id`)
       const quarantine = resolveQuarantine(

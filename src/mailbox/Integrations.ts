@@ -4,32 +4,27 @@
  * over other sources and sinks.
  */
 import { NodeHttpClient } from "@effect/platform-node"
-import { Context, Effect, Layer } from "effect"
+import { Context, Layer } from "effect"
 import type { MailboxPlan } from "../domain/plan.js"
 import * as GraphQuarantine from "../quarantine/graph/GraphQuarantine.js"
 import type { QuarantineSink } from "../quarantine/QuarantineSink.js"
 import * as SmtpQuarantine from "../quarantine/smtp/SmtpQuarantine.js"
 import * as GraphSource from "../sources/graph/GraphSource.js"
 import * as ImapSource from "../sources/imap/ImapSource.js"
-import { MailSource, MailSourceError } from "../sources/MailSource.js"
+import * as Pop3Source from "../sources/pop3/Pop3Source.js"
+import type { MailSource } from "../sources/MailSource.js"
 
 export class Integrations extends Context.Tag("mailintake/Integrations")<Integrations, {
   readonly source: (plan: MailboxPlan) => Layer.Layer<MailSource>
   readonly sink: (plan: MailboxPlan) => Layer.Layer<QuarantineSink>
 }>() {}
 
-/** A source that always fails: for an integration type this build cannot run. */
-const unavailableSource = (message: string) =>
-  Layer.succeed(MailSource, { open: Effect.fail(new MailSourceError({ kind: "protocol", message })) })
-
 export const live = Layer.succeed(Integrations, {
   source: (plan) => {
     const connection = plan.connection
     switch (connection._tag) {
       case "Server":
-        return connection.protocol === "IMAP"
-          ? ImapSource.layer(connection.settings)
-          : unavailableSource(`integration type ${plan.integrationType} is not available in this build`)
+        return connection.protocol === "IMAP" ? ImapSource.layer(connection.settings) : Pop3Source.layer(connection.settings)
       case "Graph":
         return GraphSource.layer(connection.settings).pipe(Layer.provide(NodeHttpClient.layerUndici))
     }

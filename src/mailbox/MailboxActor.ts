@@ -370,14 +370,21 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
     const processor = yield* makeProcessor(plan, stateRef)
     const reached = yield* Ref.make(false)
 
+    // MailboxConnected is a change of state: written on the first session of this process and
+    // after a failure, not on every POP3 poll (each of which is a session of its own).
+    const announced = yield* Ref.make(false)
+
+    /** One session: polls until it fails (IMAP, Graph), or once when removal ends it (POP3). */
     const session = Effect.scoped(
       Effect.gen(function*() {
         const opened = yield* source.open
-        yield* processor.emit([new MailboxConnected({ server: opened.server })])
+        if (!(yield* Ref.getAndSet(announced, true))) {
+          yield* processor.emit([new MailboxConnected({ server: opened.server })])
+          yield* Effect.logInfo(`connected to ${opened.server}`)
+        }
         yield* Ref.set(reached, true)
-        yield* Effect.logInfo(`connected to ${opened.server}`)
         const pollOnce = processor.poll(opened)
-        if (options.once) return yield* pollOnce
+        if (options.once || opened.removalEndsSession === true) return yield* Effect.asVoid(pollOnce)
         // The session ends when a poll fails or the connection drops between polls.
         return yield* Effect.raceFirst(
           pollOnce.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(plan.pollingIntervalSeconds))), Effect.asVoid),
@@ -388,7 +395,9 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
 
     const recordFailure = (error: SessionError, attempt: number, retryIn: Duration.Duration) =>
       Effect.gen(function*() {
-        const message = `${describe(error)}; retrying in ${Duration.format(retryIn)} (attempt ${attempt})`
+        const message = options.once
+          ? describe(error)
+          : `${describe(error)}; retrying in ${Duration.format(retryIn)} (attempt ${attempt})`
         if (error._tag === "MailSourceError") {
           yield* Effect.logWarning(`connection failed: ${message}`)
         } else {
@@ -409,19 +418,27 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
       return { reached: yield* Ref.get(reached) } satisfies RunOutcome
     }
 
-    // Reconnect loop: the attempt count resets only after a session stayed healthy a while.
+    // Reconnect loop: the attempt count resets only after the mailbox stayed healthy a while
+    // since the last failure, so a server that accepts logins and then drops them (flapping)
+    // still sees the backoff grow.
     const reconnectLoop = Effect.gen(function*() {
       let attempt = 0
+      let healthySince = yield* Clock.currentTimeMillis
       while (true) {
-        const startedAt = yield* Clock.currentTimeMillis
         const result = yield* Effect.either(session)
-        if (result._tag === "Right") continue
-        const endedAt = yield* Clock.currentTimeMillis
-        if (endedAt - startedAt >= Duration.toMillis(HEALTHY_AFTER)) attempt = 0
+        if (result._tag === "Right") {
+          // A session that ends by itself (POP3 after QUIT): the next one at the next poll.
+          yield* Effect.sleep(Duration.seconds(plan.pollingIntervalSeconds))
+          continue
+        }
+        yield* Ref.set(announced, false)
+        const failedAt = yield* Clock.currentTimeMillis
+        if (failedAt - healthySince >= Duration.toMillis(HEALTHY_AFTER)) attempt = 0
         attempt += 1
         const delay = reconnectDelay(plan.reconnectIntervalSeconds, attempt, yield* Random.next)
         yield* recordFailure(result.left, attempt, delay)
         yield* Effect.sleep(delay)
+        healthySince = yield* Clock.currentTimeMillis
       }
     })
     return yield* reconnectLoop.pipe(

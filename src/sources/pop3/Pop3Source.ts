@@ -152,6 +152,8 @@ const openSession = (mailbox: ServerMailbox) =>
       list,
       fetch,
       remove,
+      // RFC 1939 §6: DELE takes effect only at QUIT, so removing ends the session.
+      removalEndsSession: true,
       closed: client.closed
     } satisfies MailSession
   }).pipe(Effect.annotateLogs({ mailbox: mailbox.id }))
