@@ -409,7 +409,7 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
         yield* processor.emit([new MailboxConnectionFailed({
           error: describe(error),
           attempt,
-          retryInSeconds: Math.round(Duration.toMillis(retryIn) / 1000)
+          retryInSeconds: Duration.toMillis(retryIn) / 1000
         })]).pipe(Effect.catchAll((cause) => Effect.logError(`cannot record the failure: ${describe(cause)}`)))
       })
 
