@@ -343,6 +343,8 @@ export interface RunOptions {
 export interface RunOutcome {
   /** Whether the mailbox was reached (connected and polled) at least once. */
   readonly reached: boolean
+  /** The actor's state at the end, kept current event by event (replay must rebuild it). */
+  readonly state: MailboxState
 }
 
 type SessionError = MailSourceError | EventLogError
@@ -415,7 +417,7 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
 
     if (options.once) {
       yield* session.pipe(Effect.catchAll((error) => recordFailure(error, 1, Duration.zero)))
-      return { reached: yield* Ref.get(reached) } satisfies RunOutcome
+      return { reached: yield* Ref.get(reached), state: yield* Ref.get(stateRef) } satisfies RunOutcome
     }
 
     // Reconnect loop: the attempt count resets only after the mailbox stayed healthy a while
