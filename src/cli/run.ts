@@ -34,6 +34,7 @@ const daemon = (path: string, watchFile: boolean) =>
     const loaded = yield* loadOrExit(path)
     const supervisor = yield* Supervisor.make
     const first = yield* supervisor.reconcile(loaded.plan.mailboxes)
+    yield* Supervisor.recordApplied(loaded.plan.mailboxes, loaded.plan.serverUsageType, "start", first)
     yield* Effect.logInfo(`running ${first.started.length} mailbox(es) from ${path}; event log ${loaded.plan.database}`)
     const database = loaded.plan.database
     yield* reloadRequests(path, watchFile).pipe(
@@ -45,6 +46,9 @@ const daemon = (path: string, watchFile: boolean) =>
                 yield* Effect.logWarning(`the event log moved to ${next.plan.database}: that takes a restart; still using ${database}`)
               }
               const changes = yield* supervisor.reconcile(next.plan.mailboxes)
+              const changed = [changes.started, changes.restarted, changes.stopped, changes.refused].some((ids) => ids.length > 0)
+              if (!changed) return yield* Effect.logInfo(`configuration re-read (${why}): nothing changed`)
+              yield* Supervisor.recordApplied(next.plan.mailboxes, next.plan.serverUsageType, `reload (${why})`, changes)
               yield* Effect.logInfo(`configuration reloaded (${why})`).pipe(Effect.annotateLogs({
                 started: changes.started.join(",") || "-",
                 restarted: changes.restarted.join(",") || "-",

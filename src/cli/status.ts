@@ -4,6 +4,7 @@
  */
 import { Command } from "@effect/cli"
 import { Console, Effect } from "effect"
+import { CONFIG_STREAM } from "../domain/events.js"
 import type { MailboxState } from "../domain/state.js"
 import { EventLog } from "../eventlog/EventLog.js"
 import { configOption, jsonOption, withEventLog } from "./shared.js"
@@ -75,7 +76,7 @@ export const status = Command.make("status", { config: configOption, json: jsonO
     Effect.gen(function*() {
       const log = yield* EventLog
       const configured = new Map(loaded.plan.mailboxes.map((plan) => [plan.id, plan.configuration]))
-      const streams = new Set([...configured.keys(), ...(yield* log.streams)])
+      const streams = new Set([...configured.keys(), ...(yield* log.streams).filter((stream) => stream !== CONFIG_STREAM)])
       const polls = yield* log.lastPolls
       const rows: Array<MailboxStatus> = []
       for (const stream of [...streams].sort()) {

@@ -100,6 +100,19 @@ export class MailboxStopped extends Schema.TaggedClass<MailboxStopped>()("Mailbo
   detail: Schema.String
 }) {}
 
+/**
+ * A configuration was loaded or reloaded and applied (stream `$config`). The hash covers every
+ * setting, secrets included only as hashes; the summary names no secret.
+ */
+export class ConfigurationApplied extends Schema.TaggedClass<ConfigurationApplied>()("ConfigurationApplied", {
+  hash: Schema.String,
+  summary: Schema.String,
+  started: Schema.Array(Schema.String),
+  restarted: Schema.Array(Schema.String),
+  stopped: Schema.Array(Schema.String),
+  refused: Schema.Array(Schema.String)
+}) {}
+
 export const MailboxEvent = Schema.Union(
   MessageRetrieved,
   MessageAccepted,
@@ -110,7 +123,8 @@ export const MailboxEvent = Schema.Union(
   MessageDuplicateSkipped,
   MailboxConnected,
   MailboxConnectionFailed,
-  MailboxStopped
+  MailboxStopped,
+  ConfigurationApplied
 )
 export type MailboxEvent = typeof MailboxEvent.Type
 
@@ -126,8 +140,12 @@ export const EVENT_TYPES: ReadonlyArray<EventType> = [
   "MessageDuplicateSkipped",
   "MailboxConnected",
   "MailboxConnectionFailed",
-  "MailboxStopped"
+  "MailboxStopped",
+  "ConfigurationApplied"
 ]
+
+/** The stream of configuration events (not a mailbox; `$` cannot start a mailbox id). */
+export const CONFIG_STREAM = "$config"
 
 /** An event as read back from the log, with where and when it was written. */
 export interface StoredEvent {

@@ -168,6 +168,8 @@ export const evolve = (state: MailboxState, event: MailboxEvent, at: Date): Mail
         state.connection.lastErrorAt = at
       }
       break
+    case "ConfigurationApplied":
+      break
   }
   return state
 }

@@ -5,7 +5,7 @@
  */
 import { Cause, Duration, Effect, FiberMap, Layer, Redacted, Schedule, type Scope } from "effect"
 import { createHash } from "node:crypto"
-import { MailboxStopped } from "../domain/events.js"
+import { CONFIG_STREAM, ConfigurationApplied, MailboxStopped } from "../domain/events.js"
 import type { MailboxPlan } from "../domain/plan.js"
 import { EventLog } from "../eventlog/EventLog.js"
 import { Integrations } from "./Integrations.js"
@@ -18,6 +18,13 @@ export const fingerprint = (plan: MailboxPlan): string =>
       Redacted.isRedacted(value)
         ? `secret:${createHash("sha256").update(String(Redacted.value(value))).digest("hex")}`
         : value))
+    .digest("hex")
+
+/** A hash of a whole plan: changes whenever any setting (or secret) of any mailbox does. */
+export const planHash = (plans: ReadonlyArray<MailboxPlan>, serverUsageType: string): string =>
+  createHash("sha256")
+    .update(serverUsageType)
+    .update(plans.map((plan) => `${plan.id}:${fingerprint(plan)}`).sort().join("\n"))
     .digest("hex")
 
 const provideIntegrations = (plan: MailboxPlan) =>
@@ -65,17 +72,32 @@ const supervise = (plan: MailboxPlan) =>
 
 export interface Supervisor {
   /** Brings the running mailboxes in line with `plans`; returns what changed. */
-  readonly reconcile: (plans: ReadonlyArray<MailboxPlan>) => Effect.Effect<{
-    readonly started: ReadonlyArray<string>
-    readonly restarted: ReadonlyArray<string>
-    readonly stopped: ReadonlyArray<string>
-    readonly refused: ReadonlyArray<string>
-  }>
+  readonly reconcile: (plans: ReadonlyArray<MailboxPlan>) => Effect.Effect<Changes>
 }
+
+export interface Changes {
+  readonly started: ReadonlyArray<string>
+  readonly restarted: ReadonlyArray<string>
+  readonly stopped: ReadonlyArray<string>
+  readonly refused: ReadonlyArray<string>
+}
+
+/** Records an applied configuration in the log (stream `$config`); never fails the daemon. */
+export const recordApplied = (plans: ReadonlyArray<MailboxPlan>, serverUsageType: string, source: string, changes: Changes) =>
+  Effect.flatMap(EventLog, (log) =>
+    log.appendAtEnd(CONFIG_STREAM, [
+      new ConfigurationApplied({
+        hash: planHash(plans, serverUsageType),
+        summary: `${source}: ${plans.length} mailbox(es) in ${new Set(plans.map((plan) => plan.configuration)).size} configuration(s); server usage type ${serverUsageType || "(blank)"}`,
+        ...changes
+      })
+    ])).pipe(Effect.catchAll((error) => Effect.logError(`cannot record the applied configuration: ${error.message}`)))
 
 export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Scope.Scope> = Effect.gen(function*() {
   const fibers = yield* FiberMap.make<string>()
+  // Mailbox id → fingerprint of what runs (or was refused), to leave unchanged ones untouched.
   const running = new Map<string, string>()
+  const refusedPrints = new Map<string, string>()
   const context = yield* Effect.context<EventLog | Integrations>()
 
   const reconcile = (plans: ReadonlyArray<MailboxPlan>) =>
@@ -85,6 +107,7 @@ export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Sc
       const stopped: Array<string> = []
       const refused: Array<string> = []
       const wanted = new Map(plans.map((plan) => [plan.id, plan]))
+      for (const id of [...refusedPrints.keys()]) if (!wanted.has(id)) refusedPrints.delete(id)
       for (const id of [...running.keys()]) {
         if (!wanted.has(id)) {
           yield* FiberMap.remove(fibers, id)
@@ -97,8 +120,10 @@ export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Sc
         const previous = running.get(plan.id)
         if (previous === print) continue
         if (plan.usage._tag === "Mismatch") {
+          if (refusedPrints.get(plan.id) === print) continue
           if (previous !== undefined) yield* FiberMap.remove(fibers, plan.id)
           running.delete(plan.id)
+          refusedPrints.set(plan.id, print)
           yield* refuseUsage(plan, plan.usage.message).pipe(
             Effect.provide(context),
             Effect.catchAll((error) => Effect.logError(String(error)))
@@ -106,6 +131,9 @@ export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Sc
           refused.push(plan.id)
           continue
         }
+        refusedPrints.delete(plan.id)
+        // Let the old fiber finish its step and record its stop before the new one replays.
+        if (previous !== undefined) yield* FiberMap.remove(fibers, plan.id)
         yield* FiberMap.run(fibers, plan.id, Effect.provide(supervise(plan), context))
         running.set(plan.id, print)
         ;(previous === undefined ? started : restarted).push(plan.id)
