@@ -18,6 +18,7 @@ export interface InFlight {
   readonly sha256: string
   readonly messageId: string
   readonly size: number
+  readonly retrievedAt: Date
   stage: RefStage
   reason?: QuarantineReason
   detail?: string
@@ -97,6 +98,7 @@ export const evolve = (state: MailboxState, event: MailboxEvent, at: Date): Mail
         sha256: event.sha256,
         messageId: event.messageId,
         size: event.size,
+        retrievedAt: at,
         stage: "retrieved",
         attempts: 0
       })

@@ -102,10 +102,14 @@ const make = Effect.gen(function*() {
       }))
       for (let start = 0; start < rows.length; start += INSERT_CHUNK) {
         const chunk = rows.slice(start, start + INSERT_CHUNK)
-        const positions = yield* sql<{ position: number }>`INSERT INTO events ${sql.insert(chunk)} RETURNING position`
+        // RETURNING rows come in no guaranteed order (SQLite and Postgres alike): match them by version.
+        const returned = yield* sql<{ position: number; version: number }>`INSERT INTO events ${
+          sql.insert(chunk)
+        } RETURNING position, version`
+        const positions = new Map(returned.map((row) => [Number(row.version), Number(row.position)]))
         chunk.forEach((row, i) =>
           stored.push({
-            position: Number(positions[i]!.position),
+            position: positions.get(row.version)!,
             stream: row.stream,
             version: row.version,
             at: new Date(at),
@@ -182,7 +186,10 @@ const make = Effect.gen(function*() {
 
   /** Folds a stream into the state of its mailbox. */
   const replay = (stream: string): Effect.Effect<MailboxState, SqlError> =>
-    Stream.runFold(readStream(stream), emptyState(), (state, stored) => evolve(state, stored.event, stored.at))
+    // evolve mutates its state: each run (a retry, a repeat) must start from a new empty one.
+    Effect.suspend(() =>
+      Stream.runFold(readStream(stream), emptyState(), (state, stored) => evolve(state, stored.event, stored.at))
+    )
 
   const streams = sql<{ stream: string }>`SELECT stream FROM streams ORDER BY stream`.pipe(
     Effect.map((rows) => rows.map((row) => row.stream))

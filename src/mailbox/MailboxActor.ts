@@ -189,7 +189,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
             detail: entry.detail ?? "",
             ref,
             sha256: entry.sha256,
-            retrievedAt: state.lastEventAt ?? new Date(now)
+            retrievedAt: entry.retrievedAt
           }).pipe(
             Effect.matchEffect({
               onSuccess: (forwarded) =>
