@@ -51,8 +51,8 @@ const SECRET_FIELDS: ReadonlySet<PropertyKey> = new Set(["password", "clientSecr
 const isSecret = (rawPath: ReadonlyArray<PropertyKey>): boolean => rawPath.some((key) => SECRET_FIELDS.has(key))
 
 /**
- * A configuration is a union discriminated by `integrationType`: every member that does not
- * match reports its own literal. Those reports say nothing when the value is a valid type.
+ * A configuration is a union discriminated by `integrationType`. Should a member whose literal
+ * does not match report that literal, the report says nothing when the value is a valid type.
  */
 const isDiscriminatorNoise = (issue: RawIssue, actual: string): boolean => {
   if (issue.rawPath.at(-1) !== "integrationType") return false
@@ -78,10 +78,19 @@ const describeActual = (actual: string): string => {
 
 /** "did you mean" for a value that is close to one of the literals expected ("production"). */
 const suggestLiteral = (expected: ReadonlyArray<string>, actual: string): string => {
-  const literals = expected.filter((item) => item.startsWith("\"")).map((item) => JSON.parse(item) as string)
-  if (!actual.startsWith("\"") || literals.length === 0) return ""
-  const suggestion = closest(JSON.parse(actual) as string, literals)
+  const literals = expected.map(stringLiteral).filter((item): item is string => item !== undefined)
+  const value = stringLiteral(actual)
+  const suggestion = value === undefined ? undefined : closest(value, literals)
   return suggestion === undefined ? "" : ` (did you mean "${suggestion}"?)`
+}
+
+const stringLiteral = (json: string): string | undefined => {
+  try {
+    const value: unknown = JSON.parse(json)
+    return typeof value === "string" ? value : undefined
+  } catch {
+    return undefined
+  }
 }
 
 const isAtOrBelow = (path: string, ancestor: string): boolean =>

@@ -16,7 +16,17 @@ import {
   ServerMailbox,
   UsageType
 } from "../domain/config.js"
-import { type ConfigProblem, type ConfigurationPart, type Plan, plan, planParts } from "../domain/plan.js"
+import {
+  type ConfigProblem,
+  type ConfigurationPart,
+  configurationParts,
+  type MailboxPart,
+  type Plan,
+  type MailboxPlan,
+  plan,
+  planParts,
+  rawMailboxId
+} from "../domain/plan.js"
 import { formatIssues, type RawIssue } from "./formatIssues.js"
 
 export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
@@ -46,8 +56,15 @@ export interface LoadOptions {
   readonly secrets?: "required" | "lenient"
 }
 
-/** Secrets from the environment and from files (relative to the configuration file). */
-export const secretStoreLayer = (baseDirectory: string, env: NodeJS.ProcessEnv = process.env, lenient = false) =>
+/**
+ * Secrets from the environment and from files (relative to the configuration file). With
+ * `unresolved`, a secret that cannot be resolved decodes as that value instead of failing.
+ */
+export const secretStoreLayer = (
+  baseDirectory: string,
+  env: NodeJS.ProcessEnv = process.env,
+  lenient: boolean | { readonly unresolved: string } = false
+) =>
   Layer.succeed(SecretStore, {
     resolve: (spec: SecretSpec) =>
       Effect.suspend((): Effect.Effect<string, string> => {
@@ -64,7 +81,9 @@ export const secretStoreLayer = (baseDirectory: string, env: NodeJS.ProcessEnv =
           try: () => readFileSync(path, "utf8").replace(/\r?\n$/, ""),
           catch: (cause) => `cannot read secret file ${path}: ${(cause as NodeJS.ErrnoException).code ?? cause}`
         })
-      }).pipe((effect) => (lenient ? Effect.orElseSucceed(effect, () => "") : effect))
+      }).pipe((effect) =>
+        lenient === false ? effect : Effect.orElseSucceed(effect, () => (lenient === true ? "" : lenient.unresolved))
+      )
   })
 
 export interface LoadedConfig {
@@ -175,18 +194,19 @@ const syntaxErrorOffset = (text: string): number => {
 
 const decodeOptions = { errors: "all", onExcessProperty: "error" } as const
 
-/** Decodes one part of the file; its issues carry their full path from the root of the file. */
+/** Decodes with every issue reported, each with its path. */
 const decodeWithIssues = <A, I>(
   schema: Schema.Schema<A, I, SecretStore>,
-  value: unknown,
-  prefix: ReadonlyArray<PropertyKey>
+  value: unknown
 ): Effect.Effect<Either.Either<A, ReadonlyArray<RawIssue>>, never, SecretStore> =>
   Schema.decodeUnknown(schema, decodeOptions)(value).pipe(
     Effect.mapError((error) =>
-      ParseResult.ArrayFormatter.formatErrorSync(error).map((issue): RawIssue => {
-        const rawPath = [...prefix, ...issue.path]
-        return { path: formatPath(rawPath), rawPath, message: issue.message, tag: issue._tag }
-      })
+      ParseResult.ArrayFormatter.formatErrorSync(error).map((issue): RawIssue => ({
+        path: formatPath(issue.path),
+        rawPath: issue.path,
+        message: issue.message,
+        tag: issue._tag
+      }))
     ),
     Effect.either
   )
@@ -194,48 +214,79 @@ const decodeWithIssues = <A, I>(
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
+/** Removes the object field at `path`; false when there is none (an array element, a missing field). */
+const prune = (value: unknown, path: ReadonlyArray<PropertyKey>): boolean => {
+  let parent = value
+  for (const key of path.slice(0, -1)) {
+    if (typeof parent !== "object" || parent === null) return false
+    parent = (parent as Record<PropertyKey, unknown>)[key]
+  }
+  const key = path.at(-1)
+  if (!isRecord(parent) || typeof key !== "string" || !(key in parent)) return false
+  delete parent[key]
+  return true
+}
+
+/**
+ * Decodes what is well-formed in `value`: each round removes the fields Schema reported and tries
+ * again, so that a bad optional field falls back to its default. Undefined when a required part
+ * is bad.
+ */
+const decodePruned = <A, I>(schema: Schema.Schema<A, I, SecretStore>, value: unknown) =>
+  Effect.gen(function*() {
+    const current = structuredClone(value)
+    for (let round = 0; round < 8; round++) {
+      const decoded = yield* decodeWithIssues(schema, current)
+      if (Either.isRight(decoded)) return decoded.right
+      // A union reports a bad field inside it also as a mismatch of the whole: keep the whole.
+      const paths = decoded.left.map((issue) => issue.rawPath)
+      const deepest = paths.filter((path) =>
+        !paths.some((other) => other.length > path.length && path.every((key, i) => other[i] === key))
+      )
+      let pruned = false
+      for (const path of deepest) pruned = prune(current, path) || pruned
+      if (!pruned) return undefined
+    }
+    return undefined
+  })
+
 /**
  * The well-formed parts of a file that does not decode as a whole: its outline, each
- * configuration that decodes, and of a configuration that does not, the configuration without its
- * mailboxes and each mailbox that decodes. Undefined when even the outline is broken.
+ * configuration that decodes once its bad fields are left out, and of one that still does not,
+ * the configuration without its mailboxes and each mailbox that decodes. Undefined when even the
+ * outline is broken.
  */
 const decodeParts = (json: unknown) =>
   Effect.gen(function*() {
-    const outline = yield* decodeWithIssues(ConfigFileOutline, json, [])
-    if (Either.isLeft(outline)) return undefined
+    const outline = yield* decodePruned(ConfigFileOutline, json)
+    if (outline === undefined) return undefined
     const configurations: Array<ConfigurationPart> = []
-    for (const [index, raw] of outline.right.configurations.entries()) {
-      const whole = yield* decodeWithIssues(Configuration, raw, [])
-      if (Either.isRight(whole)) {
-        const configuration = whole.right
-        const mailboxes = configuration.integrationType === "IMAP" || configuration.integrationType === "POP3" ||
-            configuration.integrationType === "Graph"
-          ? configuration.mailboxes.map((mailbox: ServerMailbox | GraphMailbox, m: number) => ({ index: m, mailbox }))
-          : []
-        configurations.push({ index, configuration, mailboxes })
+    const raws = isRecord(json) && Array.isArray(json.configurations) ? json.configurations : []
+    for (const [index, raw] of raws.entries()) {
+      const whole = yield* decodePruned(Configuration, raw)
+      if (whole !== undefined) {
+        configurations.push(...configurationParts([whole]).map((part) => ({ ...part, index })))
         continue
       }
       if (!isRecord(raw)) continue
-      const shell = yield* decodeWithIssues(Configuration, { ...raw, mailboxes: [] }, [])
-      if (Either.isLeft(shell)) continue
-      const configuration = shell.right
-      const mailboxes: Array<ConfigurationPart["mailboxes"][number]> = []
-      if (
-        Array.isArray(raw.mailboxes) &&
-        (configuration.integrationType === "IMAP" || configuration.integrationType === "POP3" ||
-          configuration.integrationType === "Graph")
-      ) {
-        for (const [m, rawMailbox] of raw.mailboxes.entries()) {
-          const mailbox = configuration.integrationType === "Graph"
-            ? yield* decodeWithIssues(GraphMailbox, rawMailbox, [])
-            : yield* decodeWithIssues(ServerMailbox, rawMailbox, [])
-          if (Either.isRight(mailbox)) mailboxes.push({ index: m, mailbox: mailbox.right })
-        }
+      const configuration = yield* decodePruned(Configuration, { ...raw, mailboxes: [] })
+      if (configuration === undefined) continue
+      const mailboxes: Array<MailboxPart> = []
+      for (const [m, rawMailbox] of (Array.isArray(raw.mailboxes) ? raw.mailboxes : []).entries()) {
+        const mailbox: ServerMailbox | GraphMailbox | undefined = configuration.integrationType === "Graph"
+          ? yield* decodePruned(GraphMailbox, rawMailbox)
+          : configuration.integrationType === "IMAP" || configuration.integrationType === "POP3"
+          ? yield* decodePruned(ServerMailbox, rawMailbox)
+          : undefined
+        mailboxes.push({ index: m, id: rawMailboxId(rawMailbox), mailbox })
       }
       configurations.push({ index, configuration, mailboxes })
     }
-    return { file: outline.right, configurations }
+    return { file: outline, configurations }
   })
+
+const isAtOrBelow = (path: string, ancestor: string): boolean =>
+  ancestor === "" || path === ancestor || path.startsWith(`${ancestor}.`) || path.startsWith(`${ancestor}[`)
 
 const distinct = (problems: ReadonlyArray<ConfigProblem>): Array<ConfigProblem> => {
   const seen = new Set<string>()
@@ -246,6 +297,24 @@ const distinct = (problems: ReadonlyArray<ConfigProblem>): Array<ConfigProblem> 
     return true
   })
 }
+
+/** The array indices along a path: `configurations[2].mailboxes[0].id` → [2, 0]. */
+const positionOf = (path: string): Array<number> => [...path.matchAll(/\[(\d+)\]/g)].map((match) => Number(match[1]))
+
+/**
+ * Problems in the order of the file: those about the whole file first, then by configuration and,
+ * within one, by mailbox; the order in which they were found otherwise.
+ */
+const inFileOrder = (problems: ReadonlyArray<ConfigProblem>): Array<ConfigProblem> =>
+  problems
+    .map((problem, found) => ({ problem, found, position: positionOf(problem.path) }))
+    .sort((a, b) => {
+      for (let i = 0; i < Math.min(a.position.length, b.position.length); i++) {
+        if (a.position[i] !== b.position[i]) return a.position[i]! - b.position[i]!
+      }
+      return a.position.length - b.position.length || a.found - b.found
+    })
+    .map(({ problem }) => problem)
 
 /** Decodes configuration text; `path` is used for relative paths and messages. */
 export const parseConfig = (
@@ -262,29 +331,47 @@ export const parseConfig = (
     })
     const baseDirectory = dirname(resolve(path))
     const secrets = secretStoreLayer(baseDirectory, env, options.secrets === "lenient")
-    const decoded = yield* decodeWithIssues(ConfigFile, json, []).pipe(Effect.provide(secrets))
+    const decoded = yield* decodeWithIssues(ConfigFile, json).pipe(Effect.provide(secrets))
     if (Either.isLeft(decoded)) {
       // Report the rules spanning several fields of every well-formed part along with the field
-      // errors, so that one run of check-config lists everything to fix.
-      const parts = yield* decodeParts(json).pipe(Effect.provide(secrets))
+      // errors, so that one run of check-config lists everything to fix. A secret that cannot be
+      // resolved is already reported: it must not hide the other rules.
+      const parts = yield* decodeParts(json).pipe(
+        Effect.provide(secretStoreLayer(baseDirectory, env, { unresolved: "(unresolved)" }))
+      )
       const server = parts === undefined ? undefined : serverUsageType(parts.file, env)
+      const fieldProblems = formatIssues(decoded.left)
+      // A rule about a field already reported (a quarantine type misspelt is also "no type") is noise.
       const planned = parts === undefined || server === undefined
         ? []
-        : planParts({ ...parts.file, configurations: parts.configurations }, { serverUsageType: server.usageType }).problems
-      return yield* invalid(distinct([
+        : planParts({ ...parts.file, configurations: parts.configurations }, { serverUsageType: server.usageType })
+          .problems.filter((problem) => !fieldProblems.some((field) => isAtOrBelow(problem.path, field.path)))
+      return yield* invalid(inFileOrder(distinct([
         ...(server?.problem === undefined ? [] : [server.problem]),
-        ...formatIssues(decoded.left),
+        ...fieldProblems,
         ...planned
-      ]))
+      ])))
     }
     const file = decoded.right
     const server = serverUsageType(file, env)
     const result = plan(file, { serverUsageType: server.usageType, serverUsageTypeSource: server.source })
     const problems = server.problem === undefined ? result.problems : [server.problem, ...result.problems]
-    if (problems.length > 0) return yield* invalid(problems)
+    if (problems.length > 0) return yield* invalid(inFileOrder(problems))
     const database = isAbsolute(file.database) ? file.database : resolve(baseDirectory, file.database)
-    return { path, text, file, plan: { ...result.plan, database } }
+    return { path, text, file, plan: { ...result.plan, database, mailboxes: result.plan.mailboxes.map((mailbox) => withAbsolutePaths(mailbox, baseDirectory)) } }
   })
+
+/** CA files, like every relative path in the file, are relative to the configuration file. */
+const withAbsolutePaths = (mailbox: MailboxPlan, baseDirectory: string): MailboxPlan => {
+  const absolute = (path: string | undefined) => (path === undefined || isAbsolute(path) ? path : resolve(baseDirectory, path))
+  const connection: MailboxPlan["connection"] = mailbox.connection._tag === "Server"
+    ? { ...mailbox.connection, settings: { ...mailbox.connection.settings, caFile: absolute(mailbox.connection.settings.caFile) } }
+    : mailbox.connection
+  const quarantine: MailboxPlan["quarantine"] = mailbox.quarantine.type === "SMTP"
+    ? { ...mailbox.quarantine, smtp: { ...mailbox.quarantine.smtp, caFile: absolute(mailbox.quarantine.smtp.caFile) } }
+    : mailbox.quarantine
+  return { ...mailbox, connection, quarantine }
+}
 
 export const loadConfig = (path: string, options: LoadOptions = {}) =>
   Effect.try({

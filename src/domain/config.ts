@@ -128,7 +128,8 @@ export type QuarantineSpec = typeof QuarantineSpec.Type
 
 /** Fields every mailbox has, whatever its integration type. */
 const MailboxCommon = {
-  id: NonEmpty,
+  // `$` starts the log's own streams (`$config`), never a mailbox's.
+  id: NonEmpty.pipe(Schema.filter((id) => !id.startsWith("$") || "must not start with $")),
   afterProcessing: Schema.optionalWith(AfterProcessing, { default: () => "delete" as const }),
   maxMessageBytes: Schema.optional(Bytes),
   quarantine: Schema.optional(QuarantineSpec)
@@ -176,11 +177,21 @@ const ConfigurationCommon = {
   quarantine: Schema.optional(QuarantineSpec)
 }
 
-export const ServerConfiguration = Schema.Struct({
-  ...ConfigurationCommon,
-  integrationType: Schema.Literal("IMAP", "POP3"),
-  mailboxes: Schema.Array(ServerMailbox)
-})
+/*
+ * One struct per integration type, each with a single literal: Schema then decodes a
+ * configuration only against the member its `integrationType` names, so the errors of a Graph
+ * configuration are never mixed with what an IMAP configuration would have needed.
+ */
+const serverConfiguration = <T extends "IMAP" | "POP3">(integrationType: T) =>
+  Schema.Struct({
+    ...ConfigurationCommon,
+    integrationType: Schema.Literal(integrationType),
+    mailboxes: Schema.Array(ServerMailbox)
+  })
+
+export const ImapConfiguration = serverConfiguration("IMAP")
+export const Pop3Configuration = serverConfiguration("POP3")
+export const ServerConfiguration = Schema.Union(ImapConfiguration, Pop3Configuration)
 export type ServerConfiguration = typeof ServerConfiguration.Type
 
 export const GraphConfiguration = Schema.Struct({
@@ -207,23 +218,36 @@ export type EwsConfiguration = typeof EwsConfiguration.Type
  * fields are optional here so that `plan` can report a missing one together with the refusal of
  * the type, which this build cannot run yet.
  */
-export const InteractionConfiguration = Schema.Struct({
-  ...ConfigurationCommon,
-  integrationType: Schema.Literal("AgentInteraction", "ICELib3", "ICELib4"),
-  serverName: Schema.optional(Schema.String),
-  userName: Schema.optional(Schema.String),
-  password: Schema.optional(Secret),
-  mailboxes: Schema.optionalWith(Schema.Array(Schema.Unknown), { default: () => [] })
-})
+const interactionConfiguration = <T extends "AgentInteraction" | "ICELib3" | "ICELib4">(integrationType: T) =>
+  Schema.Struct({
+    ...ConfigurationCommon,
+    integrationType: Schema.Literal(integrationType),
+    serverName: Schema.optional(Schema.String),
+    userName: Schema.optional(Schema.String),
+    password: Schema.optional(Secret),
+    mailboxes: Schema.optionalWith(Schema.Array(Schema.Unknown), { default: () => [] })
+  })
+
+export const AgentInteractionConfiguration = interactionConfiguration("AgentInteraction")
+export const ICELib3Configuration = interactionConfiguration("ICELib3")
+export const ICELib4Configuration = interactionConfiguration("ICELib4")
+export const InteractionConfiguration = Schema.Union(
+  AgentInteractionConfiguration,
+  ICELib3Configuration,
+  ICELib4Configuration
+)
 export type InteractionConfiguration = typeof InteractionConfiguration.Type
 
 export type UnsupportedConfiguration = EwsConfiguration | InteractionConfiguration
 
 export const Configuration = Schema.Union(
-  ServerConfiguration,
+  ImapConfiguration,
+  Pop3Configuration,
   GraphConfiguration,
   EwsConfiguration,
-  InteractionConfiguration
+  AgentInteractionConfiguration,
+  ICELib3Configuration,
+  ICELib4Configuration
 )
 export type Configuration = typeof Configuration.Type
 

@@ -98,7 +98,10 @@ export const DEFAULT_SMTP_PORT = 25
 
 const INTERACTION_TYPES: ReadonlyArray<IntegrationType> = ["AgentInteraction", "ICELib3", "ICELib4"]
 
-/** Settings screen: the SMTP settings are "required whenever a POP3, IMAP or EWS mailbox quarantines by SMTP"; Graph needs them to send at all. */
+/**
+ * Settings screen: the SMTP settings are "required whenever a POP3, IMAP or EWS mailbox
+ * quarantines by SMTP"; a Graph mailbox needs them as much to send at all.
+ */
 const SENDS_QUARANTINE_BY_SMTP: ReadonlyArray<IntegrationType> = ["POP3", "IMAP", "EWS", "Graph"]
 
 /** Collects problems once each: a bad value inherited by several mailboxes is one problem. */
@@ -113,6 +116,7 @@ const problemList = () => {
   }
   return { problems, report }
 }
+
 type Report = (path: string, message: string) => void
 
 export interface PlanOptions {
@@ -122,11 +126,27 @@ export interface PlanOptions {
   readonly supported?: ReadonlyArray<IntegrationType>
 }
 
-/** A decoded configuration and those of its mailboxes that decoded, each with its index in the file. */
+/** A decoded configuration with its index in the file, and its mailboxes. */
 export interface ConfigurationPart {
   readonly index: number
   readonly configuration: Configuration
-  readonly mailboxes: ReadonlyArray<{ readonly index: number; readonly mailbox: ServerMailbox | GraphMailbox }>
+  readonly mailboxes: ReadonlyArray<MailboxPart>
+}
+
+/**
+ * A mailbox with its index in the file: decoded, or (when it did not decode, or its integration
+ * type is not built yet) only its id, still checked for duplicates.
+ */
+export interface MailboxPart {
+  readonly index: number
+  readonly id: string | undefined
+  readonly mailbox: ServerMailbox | GraphMailbox | undefined
+}
+
+/** The id written on a mailbox that is not decoded, if it is a string. */
+export const rawMailboxId = (mailbox: unknown): string | undefined => {
+  const id = typeof mailbox === "object" && mailbox !== null ? (mailbox as { readonly id?: unknown }).id : undefined
+  return typeof id === "string" ? id : undefined
 }
 
 /** Builds the plan of a decoded file, or returns every problem found. */
@@ -138,16 +158,20 @@ export const plan = (
     {
       database: file.database,
       defaults: file.defaults,
-      configurations: file.configurations.map((configuration, index) => ({
-        index,
-        configuration,
-        mailboxes: isRunnable(configuration)
-          ? configuration.mailboxes.map((mailbox: ServerMailbox | GraphMailbox, m: number) => ({ index: m, mailbox }))
-          : []
-      }))
+      configurations: configurationParts(file.configurations)
     },
     options
   )
+
+/** The parts of decoded configurations, indexed from 0. */
+export const configurationParts = (configurations: ReadonlyArray<Configuration>): Array<ConfigurationPart> =>
+  configurations.map((configuration, index) => ({
+    index,
+    configuration,
+    mailboxes: isRunnable(configuration)
+      ? configuration.mailboxes.map((mailbox: ServerMailbox | GraphMailbox, m: number) => ({ index: m, id: mailbox.id, mailbox }))
+      : configuration.mailboxes.map((mailbox: unknown, m: number) => ({ index: m, id: rawMailboxId(mailbox), mailbox: undefined }))
+  }))
 
 /**
  * Builds the plan from the parts of a file that decoded. The loader calls it on a file with
@@ -187,10 +211,7 @@ export const planParts = (
 
     if (!isRunnable(configuration) || !supported.includes(configuration.integrationType)) {
       // Checked as far as this build understands it, so every mistake is reported with the refusal.
-      configuration.mailboxes.forEach((mailbox: unknown, m: number) => {
-        const id = typeof mailbox === "object" && mailbox !== null ? (mailbox as { id?: unknown }).id : undefined
-        if (typeof id === "string") checkId(id, `${at}.mailboxes[${m}].id`)
-      })
+      for (const { id, index } of part.mailboxes) if (id !== undefined) checkId(id, `${at}.mailboxes[${index}].id`)
       if (INTERACTION_TYPES.includes(configuration.integrationType)) {
         checkInteractionServer(configuration as InteractionConfiguration, at, report)
       }
@@ -211,11 +232,12 @@ export const planParts = (
       usage,
       pollingIntervalSeconds: configuration.pollingIntervalSeconds,
       reconnectIntervalSeconds: configuration.reconnectIntervalSeconds,
-      mailboxes: part.mailboxes.map(({ mailbox }) => mailbox.id)
+      mailboxes: part.mailboxes.flatMap(({ mailbox }) => (mailbox === undefined ? [] : [mailbox.id]))
     })
-    part.mailboxes.forEach(({ index: m, mailbox }) => {
+    part.mailboxes.forEach(({ id, index: m, mailbox }) => {
       const mat = `${at}.mailboxes[${m}]`
-      checkId(mailbox.id, `${mat}.id`)
+      if (id !== undefined) checkId(id, `${mat}.id`)
+      if (mailbox === undefined) return
       const quarantine = resolveQuarantine(
         [defaults, configurationLevel, { path: `${mat}.quarantine`, block: mailbox.quarantine }],
         configuration.integrationType,
@@ -268,6 +290,7 @@ const checkInteractionServer = (configuration: InteractionConfiguration, at: str
     report(`${at}.password`, `the interaction server password ${required}`)
   }
 }
+
 const mergeSmtp = (blocks: ReadonlyArray<SmtpSettingsSpec | undefined>): SmtpSettingsSpec =>
   blocks.reduce<SmtpSettingsSpec>((acc, block) => (block === undefined ? acc : { ...acc, ...definedFields(block) }), {})
 
@@ -350,7 +373,7 @@ const resolveQuarantine = (
         : `quarantine type ${merged.type} needs a queue name in "mailbox"`
     )
   } else if (byAddress && !looksLikeAddress(merged.mailbox!)) {
-    problem(mailboxAt, `"${merged.mailbox}" is not an e-mail address: a ${merged.type} quarantine forwards to an address`)
+    problem(mailboxAt, `"${merged.mailbox}" is not an e-mail address: ${merged.type} quarantines forward to an address`)
   }
   switch (merged.type) {
     case "AgentInteraction":
@@ -372,12 +395,12 @@ const resolveQuarantine = (
       if (isBlank(smtp.host)) {
         problem(
           `${origin(levels, (block) => block.smtp?.host) ?? typeAt}.smtp.host`,
-          `an SMTP server is required to quarantine ${integrationType} mail by SMTP`
+          "an SMTP server (host) is required to quarantine by SMTP"
         )
       }
       const senderAt = `${origin(levels, (block) => block.smtp?.sender) ?? typeAt}.smtp.sender`
       if (isBlank(smtp.sender)) {
-        problem(senderAt, `an SMTP sender address is required to quarantine ${integrationType} mail by SMTP`)
+        problem(senderAt, "an SMTP sender address is required to quarantine by SMTP")
       } else if (!looksLikeAddress(smtp.sender!)) {
         problem(senderAt, `"${smtp.sender}" is not an e-mail address`)
       }
@@ -390,7 +413,7 @@ const resolveQuarantine = (
       if (graphAt === undefined) {
         problem(
           `${typeAt}.graph`,
-          `a Graph quarantine of ${integrationType} mail needs graph credentials: tenant, clientId, clientSecret and user`
+          `a Graph quarantine of ${integrationType} mail needs graph credentials: tenant, clientId, clientSecret and user (only a Graph mailbox lends its own)`
         )
         break
       }
