@@ -380,8 +380,9 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
     const session = Effect.scoped(
       Effect.gen(function*() {
         const opened = yield* source.open
-        if (!(yield* Ref.getAndSet(announced, true))) {
+        if (!(yield* Ref.get(announced))) {
           yield* processor.emit([new MailboxConnected({ server: opened.server })])
+          yield* Ref.set(announced, true)
           yield* Effect.logInfo(`connected to ${opened.server}`)
         }
         yield* Ref.set(reached, true)
