@@ -3,10 +3,11 @@
  * log out and exit 0; SIGHUP (or a change of the file with --watch) reloads the configuration.
  */
 import { Command, Options } from "@effect/cli"
-import { Console, Effect, Stream } from "effect"
+import { Console, Effect, Layer, Stream } from "effect"
 import { watch } from "node:fs"
 import { formatProblems, loadConfig } from "../config/loadConfig.js"
 import * as Integrations from "../mailbox/Integrations.js"
+import * as Decider from "../processing/Decider.js"
 import * as Supervisor from "../mailbox/Supervisor.js"
 import { configOption, eventLogLayer, ExitCode, loadOrExit } from "./shared.js"
 
@@ -69,11 +70,10 @@ export const run = Command.make("run", { config: configOption, once, watch: watc
   Effect.gen(function*() {
     const loaded = yield* loadOrExit(config)
     const layer = eventLogLayer(loaded.plan.database)
-    if (!once) return yield* daemon(config, watch).pipe(Effect.provide(Integrations.live), Effect.provide(layer))
-    const results = yield* Supervisor.runOnce(loaded.plan.mailboxes).pipe(
-      Effect.provide(Integrations.live),
-      Effect.provide(layer)
-    )
+    // Parsing runs on worker threads, beside fetching and committing.
+    const services = Layer.mergeAll(Integrations.live, Decider.workerPool(), layer)
+    if (!once) return yield* daemon(config, watch).pipe(Effect.provide(services))
+    const results = yield* Supervisor.runOnce(loaded.plan.mailboxes).pipe(Effect.provide(services))
     const unreached = results.filter((result) => !result.reached)
     for (const result of results) {
       yield* Console.error(`${result.id}: ${result.reached ? "polled" : result.refused ? "refused (usage type)" : "NOT reached"}`)

@@ -87,10 +87,12 @@ const make = Effect.gen(function*() {
           actual
         })
       }
-      for (const blob of request.blobs ?? []) {
+      const blobs = (request.blobs ?? []).map((blob) => {
         const content = Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength)
-        yield* sql`INSERT INTO blobs ${sql.insert({ sha256: blob.sha256, size: content.byteLength, content })}
-          ON CONFLICT (sha256) DO NOTHING`
+        return { sha256: blob.sha256, size: content.byteLength, content }
+      })
+      for (let start = 0; start < blobs.length; start += INSERT_CHUNK) {
+        yield* sql`INSERT INTO blobs ${sql.insert(blobs.slice(start, start + INSERT_CHUNK))} ON CONFLICT (sha256) DO NOTHING`
       }
       const stored: Array<StoredEvent> = []
       const rows = request.events.map((event, i) => ({

@@ -10,7 +10,7 @@
  * Work is done in batches (one FETCH, one transaction per step for the whole batch): the
  * group commit that keeps the log durable without an fsync per message.
  */
-import { Clock, Duration, Effect, Option, Random, Ref, Schedule } from "effect"
+import { Clock, Duration, Effect, Fiber, Option, Random, Ref, Schedule } from "effect"
 import { createHash } from "node:crypto"
 import {
   MailboxConnected,
@@ -28,10 +28,11 @@ import {
 import type { MailboxPlan } from "../domain/plan.js"
 import { dedupKey, evolve, type InFlight, type MailboxState } from "../domain/state.js"
 import { type Blob, EventLog, type EventLogError } from "../eventlog/EventLog.js"
-import { decide } from "../processing/decide.js"
+import type { Decision } from "../processing/decide.js"
+import { Decider } from "../processing/Decider.js"
 import { messageIdOf } from "../processing/messageId.js"
 import { QuarantineSink } from "../quarantine/QuarantineSink.js"
-import { type Listed, type MailSession, MailSource, type MailSourceError } from "../sources/MailSource.js"
+import { type Fetched, type Listed, type MailSession, MailSource, type MailSourceError } from "../sources/MailSource.js"
 import { HEALTHY_AFTER, reconnectDelay } from "./reconnect.js"
 
 /** A batch: one FETCH and one transaction per step. */
@@ -39,7 +40,7 @@ const BATCH_MESSAGES = 100
 const BATCH_BYTES = 32 * 1024 * 1024
 /** Assumed size of a message whose size the server does not report. */
 const UNKNOWN_SIZE = 1024 * 1024
-const PARSE_TIMEOUT = Duration.seconds(30)
+const PARSE_TIMEOUT_MILLIS = 30_000
 /** Longest wait between two attempts to forward the same message to quarantine. */
 const QUARANTINE_RETRY_CAP = Duration.hours(1)
 
@@ -99,6 +100,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
   Effect.gen(function*() {
     const log = yield* EventLog
     const sink = yield* QuarantineSink
+    const decider = yield* Decider
 
     const emit = (events: ReadonlyArray<MailboxEvent>, blobs?: ReadonlyArray<Blob>) =>
       Effect.gen(function*() {
@@ -112,11 +114,22 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
     const decideOptions = {
       maxMessageBytes: plan.maxMessageBytes,
       quarantineListMail: plan.quarantineListMail,
-      parseTimeout: PARSE_TIMEOUT
+      parseTimeoutMillis: PARSE_TIMEOUT_MILLIS
     }
 
-    /** Step 2 for messages whose MessageRetrieved is committed. */
-    const classifyAll = (entries: ReadonlyArray<{ readonly entry: InFlight; readonly raw: Uint8Array }>) =>
+    type Retrieved = { readonly entry: InFlight; readonly raw: Uint8Array }
+
+    /** Step 2a, no I/O: decisions for messages not already accepted (on the worker pool). */
+    const decideBatch = (entries: ReadonlyArray<Retrieved>) =>
+      Effect.gen(function*() {
+        const state = yield* Ref.get(stateRef)
+        const toDecide = entries.filter(({ entry }) => !state.accepted.has(dedupKey(entry.sha256, entry.messageId)))
+        const decided = yield* decider.decideAll(toDecide.map(({ raw }) => raw), decideOptions)
+        return new Map(toDecide.map(({ entry }, i) => [entry.ref, decided[i]!]))
+      })
+
+    /** Step 2b: records the decisions of a batch whose MessageRetrieved is committed. */
+    const recordDecisions = (entries: ReadonlyArray<Retrieved>, decisions: ReadonlyMap<string, Decision>) =>
       Effect.gen(function*() {
         const state = yield* Ref.get(stateRef)
         const events: Array<MailboxEvent> = []
@@ -125,16 +138,16 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         for (const { entry, raw } of entries) {
           const key = dedupKey(entry.sha256, entry.messageId)
           const earlier = state.accepted.get(key) ?? acceptedNow.get(key)
-          if (earlier !== undefined) {
+          const decision = decisions.get(entry.ref)
+          if (earlier !== undefined || decision === undefined) {
             events.push(new MessageDuplicateSkipped({
               ref: entry.ref,
               sha256: entry.sha256,
               messageId: entry.messageId,
-              duplicateOf: earlier
+              duplicateOf: earlier ?? ""
             }))
             continue
           }
-          const decision = yield* decide(raw, decideOptions)
           if (decision._tag === "Quarantine") {
             events.push(new MessageQuarantineRequested({
               ref: entry.ref,
@@ -164,6 +177,9 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         }
         yield* emit(events, blobs)
       })
+
+    const classifyAll = (entries: ReadonlyArray<Retrieved>) =>
+      Effect.flatMap(decideBatch(entries), (decisions) => recordDecisions(entries, decisions))
 
     /** Step 3: forward what waits for quarantine and is due; a failure never blocks the rest. */
     const forwardDue = (refs: ReadonlyArray<string>, report: ReturnType<typeof emptyReport>) =>
@@ -241,10 +257,9 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         report.removed += done.length
       })
 
-    /** Steps 1 and 2 for a batch of new messages. */
-    const retrieve = (session: MailSession, batch: ReadonlyArray<Listed>, report: ReturnType<typeof emptyReport>) =>
+    /** Step 1 for a batch of new messages: the raw bytes and MessageRetrieved, committed. */
+    const storeRetrieved = (fetched: ReadonlyArray<Fetched>, report: ReturnType<typeof emptyReport>) =>
       Effect.gen(function*() {
-        const fetched = yield* session.fetch(batch.map((item) => item.ref))
         if (fetched.length === 0) return []
         const retrieved = fetched.map(({ raw, ref }) => ({
           ref,
@@ -260,8 +275,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         )
         report.retrieved += retrieved.length
         const state = yield* Ref.get(stateRef)
-        yield* classifyAll(retrieved.map(({ raw, ref }) => ({ entry: state.inFlight.get(ref)!, raw })))
-        return retrieved.map(({ ref }) => ref)
+        return retrieved.map(({ raw, ref }): Retrieved => ({ entry: state.inFlight.get(ref)!, raw }))
       })
 
     /** Messages retrieved before (an earlier session or a crash) whose protocol is unfinished. */
@@ -317,12 +331,30 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         const fresh = listing.filter((item) =>
           !state.inFlight.has(item.ref) && !state.removed.has(item.ref) && item.flaggedDeleted !== true
         )
-        for (const batch of batches(fresh)) {
-          const refs = yield* retrieve(session, batch, report)
-          yield* forwardDue(refs, report)
-          if (removeAtEnd) toRemove.push(...refs)
-          else yield* removeDone(session, refs, listed, report)
+        // Pipelined, one batch apart: while batch i is parsed (on the worker pool), batch i+1 is
+        // fetched and its MessageRetrieved committed. Every append stays on this one fiber, in
+        // protocol order for each message.
+        const fetchBatch = (batch: ReadonlyArray<Listed>) => Effect.fork(session.fetch(batch.map((item) => item.ref)))
+        const finishBatch = (entries: ReadonlyArray<Retrieved>, decisions: ReadonlyMap<string, Decision>) =>
+          Effect.gen(function*() {
+            yield* recordDecisions(entries, decisions)
+            const refs = entries.map(({ entry }) => entry.ref)
+            yield* forwardDue(refs, report)
+            if (removeAtEnd) toRemove.push(...refs)
+            else yield* removeDone(session, refs, listed, report)
+          })
+        const pending = batches(fresh)
+        let nextFetch = pending.length > 0 ? yield* fetchBatch(pending[0]!) : undefined
+        let parsing: { entries: ReadonlyArray<Retrieved>; decisions: Fiber.RuntimeFiber<ReadonlyMap<string, Decision>> } | undefined
+        for (let i = 0; nextFetch !== undefined; i++) {
+          const fetched = yield* Fiber.join(nextFetch)
+          nextFetch = i + 1 < pending.length ? yield* fetchBatch(pending[i + 1]!) : undefined
+          const entries = yield* storeRetrieved(fetched, report)
+          const previous = parsing
+          parsing = { entries, decisions: yield* Effect.fork(decideBatch(entries)) }
+          if (previous !== undefined) yield* finishBatch(previous.entries, yield* Fiber.join(previous.decisions))
         }
+        if (parsing !== undefined) yield* finishBatch(parsing.entries, yield* Fiber.join(parsing.decisions))
         if (removeAtEnd) yield* removeDone(session, toRemove, listed, report)
         countOutcomes(before, (yield* Ref.get(stateRef)).counts, report)
         yield* log.recordPoll(plan.id)

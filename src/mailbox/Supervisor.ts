@@ -8,6 +8,7 @@ import { createHash } from "node:crypto"
 import { CONFIG_STREAM, ConfigurationApplied, MailboxStopped } from "../domain/events.js"
 import type { MailboxPlan } from "../domain/plan.js"
 import { EventLog } from "../eventlog/EventLog.js"
+import type { Decider } from "../processing/Decider.js"
 import { Integrations } from "./Integrations.js"
 import * as MailboxActor from "./MailboxActor.js"
 
@@ -93,12 +94,12 @@ export const recordApplied = (plans: ReadonlyArray<MailboxPlan>, serverUsageType
       })
     ])).pipe(Effect.catchAll((error) => Effect.logError(`cannot record the applied configuration: ${error.message}`)))
 
-export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Scope.Scope> = Effect.gen(function*() {
+export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Decider | Scope.Scope> = Effect.gen(function*() {
   const fibers = yield* FiberMap.make<string>()
   // Mailbox id → fingerprint of what runs (or was refused), to leave unchanged ones untouched.
   const running = new Map<string, string>()
   const refusedPrints = new Map<string, string>()
-  const context = yield* Effect.context<EventLog | Integrations>()
+  const context = yield* Effect.context<EventLog | Integrations | Decider>()
 
   const reconcile = (plans: ReadonlyArray<MailboxPlan>) =>
     Effect.gen(function*() {

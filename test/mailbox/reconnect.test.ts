@@ -10,6 +10,7 @@ import * as Database from "../../src/eventlog/Database.js"
 import { EventLog } from "../../src/eventlog/EventLog.js"
 import * as MailboxActor from "../../src/mailbox/MailboxActor.js"
 import { CAP_FACTOR, HEALTHY_AFTER, reconnectDelay } from "../../src/mailbox/reconnect.js"
+import * as Decider from "../../src/processing/Decider.js"
 import { QuarantineSink } from "../../src/quarantine/QuarantineSink.js"
 import { MailSource, MailSourceError } from "../../src/sources/MailSource.js"
 
@@ -89,7 +90,7 @@ describe("the mailbox actor's reconnects", () => {
     Effect.gen(function*() {
       const healthy = yield* Ref.make<ReadonlyArray<Duration.Duration>>([])
       const fiber = yield* MailboxActor.run(plan, { once: false }).pipe(
-        Effect.provide(Layer.merge(flakySource(healthy), sink)),
+        Effect.provide(Layer.mergeAll(flakySource(healthy), sink, Decider.inline)),
         Effect.fork
       )
       yield* TestClock.adjust(Duration.millis(1))
@@ -114,7 +115,7 @@ describe("the mailbox actor's reconnects", () => {
     Effect.gen(function*() {
       const healthy = yield* Ref.make<ReadonlyArray<Duration.Duration>>([])
       const fiber = yield* MailboxActor.run(plan, { once: false }).pipe(
-        Effect.provide(Layer.merge(flakySource(healthy), sink)),
+        Effect.provide(Layer.mergeAll(flakySource(healthy), sink, Decider.inline)),
         Effect.fork
       )
       // Five refused logins: the backoff grows to attempt 5.

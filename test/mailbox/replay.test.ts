@@ -12,6 +12,7 @@ import * as Database from "../../src/eventlog/Database.js"
 import { EventLog } from "../../src/eventlog/EventLog.js"
 import * as Integrations from "../../src/mailbox/Integrations.js"
 import * as MailboxActor from "../../src/mailbox/MailboxActor.js"
+import * as Decider from "../../src/processing/Decider.js"
 import { imapMailbox, smtpQuarantine, tempDir } from "../support/cli.js"
 import { startDovecot, type Dovecot } from "../support/dovecot.js"
 import { plainMessage } from "../support/messages.js"
@@ -51,7 +52,7 @@ describe("replay", () => {
       const integrations = yield* Effect.provide(Integrations.Integrations, Integrations.live)
 
       const outcome = yield* MailboxActor.run(plan, { once: true }).pipe(
-        Effect.provide(Layer.merge(integrations.source(plan), integrations.sink(plan))),
+        Effect.provide(Layer.mergeAll(integrations.source(plan), integrations.sink(plan), Decider.inline)),
         Effect.provide(eventLog())
       )
       expect(outcome.reached).toBe(true)

@@ -1,0 +1,122 @@
+/**
+ * Decides batches of messages: on this thread (`inline`), or on a pool of worker threads
+ * (`workerPool`) so that parsing runs beside fetching and committing. The pool also contains
+ * a hostile message: a parse that hangs or crashes its worker ends as `processing-error` for
+ * that message, and the worker is replaced.
+ */
+import { Context, Effect, Layer } from "effect"
+import { existsSync } from "node:fs"
+import { availableParallelism } from "node:os"
+import { fileURLToPath } from "node:url"
+import { Worker } from "node:worker_threads"
+import { type DecideOptions, type Decision, decide } from "./decide.js"
+import type { DecideRequest } from "./parserWorker.js"
+
+export class Decider extends Context.Tag("mailintake/Decider")<Decider, {
+  /** The decisions for these messages, in order. Never fails. */
+  readonly decideAll: (raws: ReadonlyArray<Uint8Array>, options: DecideOptions) => Effect.Effect<ReadonlyArray<Decision>>
+}>() {}
+
+/** On the calling thread, one message after the other. */
+export const inline = Layer.succeed(Decider, {
+  decideAll: (raws, options) => Effect.forEach(raws, (raw) => decide(raw, options))
+})
+
+const processingError = (detail: string): Decision => ({ _tag: "Quarantine", reason: "processing-error", detail })
+
+interface Pending {
+  readonly raw: Uint8Array
+  readonly resolve: (decision: Decision) => void
+  readonly timer: NodeJS.Timeout
+}
+
+/** One worker and the requests it is working on. */
+class PoolWorker {
+  private worker: Worker
+  private readonly pending = new Map<number, Pending>()
+  private nextId = 0
+
+  constructor(private readonly script: URL) {
+    this.worker = this.spawn()
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(this.script)
+    worker.on("message", (reply: { id: number; decision: Decision }) => {
+      const pending = this.pending.get(reply.id)
+      if (pending === undefined) return
+      this.pending.delete(reply.id)
+      clearTimeout(pending.timer)
+      const decision = reply.decision
+      pending.resolve(decision._tag === "Accept" && decision.crlf === undefined ? { ...decision, crlf: pending.raw } : decision)
+    })
+    worker.on("error", (error) => this.replace(`the parser crashed: ${error.message}`))
+    worker.on("exit", (code) => {
+      if (worker === this.worker && code !== 0) this.replace(`the parser exited with code ${code}`)
+    })
+    worker.unref()
+    return worker
+  }
+
+  /** Fails everything in flight on this worker and starts a new one. */
+  private replace(detail: string) {
+    const old = this.worker
+    this.worker = this.spawn()
+    void old.terminate()
+    for (const [id, pending] of this.pending) {
+      clearTimeout(pending.timer)
+      this.pending.delete(id)
+      pending.resolve(processingError(detail))
+    }
+  }
+
+  get load() {
+    return this.pending.size
+  }
+
+  decide(raw: Uint8Array, options: DecideOptions): Promise<Decision> {
+    return new Promise((resolve) => {
+      const id = this.nextId++
+      // A parse that blocks its thread cannot time itself out: the pool enforces the limit
+      // from here, and a hung worker is terminated and replaced.
+      const timer = setTimeout(
+        () => this.replace(`parsing took longer than ${options.parseTimeoutMillis} ms`),
+        options.parseTimeoutMillis + 1_000
+      )
+      this.pending.set(id, { raw, resolve, timer })
+      this.worker.postMessage({ id, raw, options } satisfies DecideRequest)
+    })
+  }
+
+  close() {
+    for (const pending of this.pending.values()) clearTimeout(pending.timer)
+    return this.worker.terminate()
+  }
+}
+
+/** The compiled worker script; absent when running from TypeScript sources (tests). */
+const workerScript = new URL("./parserWorker.js", import.meta.url)
+
+export const defaultPoolSize = () => Math.max(1, Math.min(4, availableParallelism() - 1))
+
+/**
+ * A pool of `size` workers, each message to the least busy one. Falls back to `inline` when
+ * the compiled worker script is not there (running from sources).
+ */
+export const workerPool = (size = defaultPoolSize()): Layer.Layer<Decider> =>
+  existsSync(fileURLToPath(workerScript))
+    ? Layer.scoped(
+      Decider,
+      Effect.gen(function*() {
+        const workers = yield* Effect.acquireRelease(
+          Effect.sync(() => Array.from({ length: size }, () => new PoolWorker(workerScript))),
+          (workers) => Effect.promise(() => Promise.all(workers.map((worker) => worker.close())))
+        )
+        const leastBusy = () => workers.reduce((best, worker) => (worker.load < best.load ? worker : best))
+        return {
+          decideAll: (raws, options) =>
+            Effect.promise(() => Promise.all(raws.map((raw) => leastBusy().decide(raw, options))))
+        }
+      })
+    )
+    : inline
