@@ -95,7 +95,7 @@ class PoolWorker {
 }
 
 /** The compiled worker script; absent when running from TypeScript sources (tests). */
-const workerScript = new URL("./parserWorker.js", import.meta.url)
+const compiledWorker = new URL("./parserWorker.js", import.meta.url)
 
 export const defaultPoolSize = () => Math.max(1, Math.min(4, availableParallelism() - 1))
 
@@ -103,7 +103,7 @@ export const defaultPoolSize = () => Math.max(1, Math.min(4, availableParallelis
  * A pool of `size` workers, each message to the least busy one. Falls back to `inline` when
  * the compiled worker script is not there (running from sources).
  */
-export const workerPool = (size = defaultPoolSize()): Layer.Layer<Decider> =>
+export const workerPool = (size = defaultPoolSize(), workerScript = compiledWorker): Layer.Layer<Decider> =>
   existsSync(fileURLToPath(workerScript))
     ? Layer.scoped(
       Decider,
