@@ -233,7 +233,9 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
       session: MailSession,
       refs: ReadonlyArray<string>,
       listed: ReadonlySet<string>,
-      report: ReturnType<typeof emptyReport>
+      report: ReturnType<typeof emptyReport>,
+      /** Refs whose removal is already recorded but which the server still has: removed again, silently. */
+      removedBefore: ReadonlyArray<string> = []
     ) =>
       Effect.gen(function*() {
         const state = yield* Ref.get(stateRef)
@@ -241,13 +243,14 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           const stage = state.inFlight.get(ref)?.stage
           return stage === "accepted" || stage === "duplicate" || stage === "quarantined"
         })
-        if (done.length === 0) return
+        if (done.length === 0 && removedBefore.length === 0) return
         const onServer = done.filter((ref) => listed.has(ref))
         const gone = done.filter((ref) => !listed.has(ref))
         const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
         yield* Effect.uninterruptible(
           Effect.gen(function*() {
-            if (onServer.length > 0) yield* session.remove(onServer)
+            // One call: for POP3 the removal is the QUIT that ends the session.
+            if (onServer.length + removedBefore.length > 0) yield* session.remove([...onServer, ...removedBefore])
             yield* emit([
               ...onServer.map((ref) => new MessageRemoved({ ref, how })),
               ...gone.map((ref) => new MessageRemoved({ ref, how: "gone" }))
@@ -322,11 +325,11 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         toRemove.push(...yield* finishInFlight(session, listed, report, !removeAtEnd))
 
         const state = yield* Ref.get(stateRef)
-        const seenAgain = listing.filter((item) => state.removed.has(item.ref))
+        const seenAgain = listing.filter((item) => state.removed.has(item.ref)).map((item) => item.ref)
         if (seenAgain.length > 0) {
           // Removed before, but the server still has it (a POP3 session that died before QUIT).
           yield* Effect.logInfo(`${seenAgain.length} message(s) already handled are still on the server: removing them again`)
-          yield* Effect.uninterruptible(session.remove(seenAgain.map((item) => item.ref)))
+          if (!removeAtEnd) yield* removeDone(session, [], listed, report, seenAgain)
         }
         const fresh = listing.filter((item) =>
           !state.inFlight.has(item.ref) && !state.removed.has(item.ref) && item.flaggedDeleted !== true
@@ -355,7 +358,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           if (previous !== undefined) yield* finishBatch(previous.entries, yield* Fiber.join(previous.decisions))
         }
         if (parsing !== undefined) yield* finishBatch(parsing.entries, yield* Fiber.join(parsing.decisions))
-        if (removeAtEnd) yield* removeDone(session, toRemove, listed, report)
+        if (removeAtEnd) yield* removeDone(session, toRemove, listed, report, seenAgain)
         countOutcomes(before, (yield* Ref.get(stateRef)).counts, report)
         yield* log.recordPoll(plan.id)
         if (report.listed > 0) {
