@@ -469,6 +469,12 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
           yield* Effect.sleep(Duration.seconds(plan.pollingIntervalSeconds))
           continue
         }
+        if (result.left._tag === "MailSourceError" && result.left.stopMailbox === true) {
+          const detail = describe(result.left)
+          yield* Effect.logError(`mailbox stopped until its configuration changes: ${detail}`)
+          yield* processor.emit([new MailboxStopped({ reason: `${result.left.kind}-failed`, detail })])
+          return { reached: yield* Ref.get(reached), state: yield* Ref.get(stateRef) } satisfies RunOutcome
+        }
         yield* Ref.set(announced, false)
         const failedAt = yield* Clock.currentTimeMillis
         if (failedAt - healthySince >= Duration.toMillis(HEALTHY_AFTER)) attempt = 0

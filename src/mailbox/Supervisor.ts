@@ -3,7 +3,7 @@
  * own failures, so one mailbox can never take another down; `reconcile` starts, restarts and
  * stops fibers to match a new plan.
  */
-import { Cause, Duration, Effect, FiberMap, Layer, Redacted, Schedule, type Scope } from "effect"
+import { Cause, Duration, Effect, FiberMap, Layer, Redacted, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import { CONFIG_STREAM, ConfigurationApplied, MailboxStopped } from "../domain/events.js"
 import type { MailboxPlan } from "../domain/plan.js"
@@ -58,16 +58,22 @@ export const runOnce = (plans: ReadonlyArray<MailboxPlan>) =>
     { concurrency: "unbounded" }
   )
 
-/** Runs a mailbox until interrupted; a defect is logged and the mailbox starts over. */
-const supervise = (plan: MailboxPlan) =>
+/**
+ * Runs a mailbox until interrupted, or until it stops itself (a failure retrying cannot fix).
+ * A defect is logged and the mailbox starts over after its reconnect interval.
+ */
+const supervise = (plan: MailboxPlan): Effect.Effect<void, never, EventLog | Integrations | Decider> =>
   MailboxActor.run(plan, { once: false }).pipe(
+    Effect.asVoid,
     provideIntegrations(plan),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
-        ? Effect.failCause(cause)
-        : Effect.logError(`mailbox ${plan.id} failed; restarting it`, cause)
+        ? Effect.failCause(cause as Cause.Cause<never>)
+        : Effect.logError(`mailbox ${plan.id} failed; restarting it`, cause).pipe(
+          Effect.zipRight(Effect.sleep(Duration.seconds(plan.reconnectIntervalSeconds))),
+          Effect.zipRight(Effect.suspend(() => supervise(plan)))
+        )
     ),
-    Effect.repeat(Schedule.spaced(Duration.seconds(plan.reconnectIntervalSeconds))),
     Effect.annotateLogs({ mailbox: plan.id })
   )
 

@@ -28,6 +28,11 @@ export type MailSourceErrorKind = "connect" | "auth" | "tls" | "timeout" | "prot
 export class MailSourceError extends Data.TaggedError("MailSourceError")<{
   readonly kind: MailSourceErrorKind
   readonly message: string
+  /**
+   * The mailbox must stop rather than retry (e.g. Graph answering 403 after a token refresh:
+   * retrying would only hammer the service). It starts again when the configuration changes.
+   */
+  readonly stopMailbox?: boolean
 }> {}
 
 /** An open, logged-in session on one mailbox. */

@@ -7,7 +7,7 @@ import { simpleParser } from "mailparser"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { messageIdOf } from "../../src/processing/messageId.js"
-import { eventsJson, imapMailbox, runCli, smtpQuarantine, tempDir, writeConfig } from "../support/cli.js"
+import { eventsJson, imapMailbox, runCli, smtpQuarantine, spawnCli, tempDir, waitForExit, writeConfig } from "../support/cli.js"
 import { startDovecot, type Dovecot } from "../support/dovecot.js"
 import { startGraphServer, type GraphServer } from "../support/graphServer.js"
 import { mixedMessages, plainMessage } from "../support/messages.js"
@@ -85,5 +85,49 @@ describe("Graph beside IMAP in one daemon", () => {
     expect(original!.content.equals(samples.vacationReply())).toBe(true)
     const quarantined = await eventsJson(config, "--type", "MessageQuarantined")
     expect(quarantined.map((event) => [event.mailbox, event.data.destination])).toEqual([["m365", "quarantine@contoso.example"]])
+  })
+
+  it("stops a mailbox whose access is denied, with a clear MailboxStopped, instead of hammering the service", async () => {
+    const user = "denied@contoso.example"
+    graph.seed(user, "inbox", [plainMessage(10)])
+    graph.denyAccess(user)
+    const dir = tempDir("graph-denied")
+    const config = writeConfig(dir, {
+      database: join(dir, "events.db"),
+      configurations: [{
+        name: "m365",
+        integrationType: "Graph",
+        pollingIntervalSeconds: 1,
+        reconnectIntervalSeconds: 1,
+        quarantine: { type: "Graph", mailbox: "quarantine@contoso.example" },
+        mailboxes: [{
+          id: "denied",
+          tenant: graph.tenant,
+          clientId: graph.clientId,
+          clientSecret: graph.clientSecret,
+          user,
+          authorityUrl: graph.authorityUrl,
+          graphUrl: graph.graphUrl
+        }]
+      }]
+    })
+    const daemon = spawnCli(["run", "--config", config])
+    try {
+      const deadline = Date.now() + 30_000
+      while (Date.now() < deadline && (await eventsJson(config, "--type", "MailboxStopped")).length === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 300))
+      }
+      const [stopped] = await eventsJson(config, "--type", "MailboxStopped")
+      expect(stopped!.data.reason).toBe("auth-failed")
+      expect(stopped!.data.detail).toMatch(/403|denied/i)
+      const requests = graph.requests.filter((request) => request.path.includes(encodeURIComponent(user)) || request.path.includes(user)).length
+      await new Promise((resolve) => setTimeout(resolve, 3_000))
+      const later = graph.requests.filter((request) => request.path.includes(encodeURIComponent(user)) || request.path.includes(user)).length
+      expect(later).toBe(requests)
+      expect(graph.messages(user, "inbox")).toHaveLength(1)
+    } finally {
+      daemon.kill("SIGTERM")
+      expect((await waitForExit(daemon)).code).toBe(0)
+    }
   })
 })

@@ -85,7 +85,9 @@ export const toSourceError = (during: string) => (error: GraphError): MailSource
   const message = `${during}: ${describeError(error)}`
   switch (error._tag) {
     case "GraphAuthFailed":
-      return new MailSourceError({ kind: "auth", message })
+      // 401 after a token refresh, 403, or the token refused: a permission or credential
+      // problem that retrying cannot fix.
+      return new MailSourceError({ kind: "auth", message, stopMailbox: true })
     case "GraphUnreachable":
       return new MailSourceError({ kind: error.tls ? "tls" : "connect", message })
     case "GraphTimeout":
