@@ -9,13 +9,23 @@ import { existsSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
-import { type DecideOptions, type Decision, decide } from "./decide.js"
+import { type DecideOptions, type Decision, decideMessage, tooLarge } from "./decide.js"
 import type { DecideRequest } from "./parserWorker.js"
 
 export class Decider extends Context.Tag("mailintake/Decider")<Decider, {
   /** The decisions for these messages, in order. Never fails. */
   readonly decideAll: (raws: ReadonlyArray<Uint8Array>, options: DecideOptions) => Effect.Effect<ReadonlyArray<Decision>>
 }>() {}
+
+/** A message that could not be processed is quarantined; the log says why. */
+const warnIfFailed = (decision: Decision) =>
+  decision._tag === "Quarantine" && decision.reason === "processing-error"
+    ? Effect.logWarning(`processing failed, the message goes to quarantine: ${decision.detail}`)
+    : Effect.void
+
+/** The Effect form of `decideMessage`. */
+export const decide = (raw: Uint8Array, options: DecideOptions): Effect.Effect<Decision> =>
+  Effect.promise(() => decideMessage(raw, options)).pipe(Effect.tap(warnIfFailed))
 
 /** On the calling thread, one message after the other. */
 export const inline = Layer.succeed(Decider, {
@@ -115,7 +125,9 @@ export const workerPool = (size = defaultPoolSize(), workerScript = compiledWork
         const leastBusy = () => workers.reduce((best, worker) => (worker.load < best.load ? worker : best))
         return {
           decideAll: (raws, options) =>
-            Effect.promise(() => Promise.all(raws.map((raw) => leastBusy().decide(raw, options))))
+            Effect.promise(() =>
+              Promise.all(raws.map((raw) => tooLarge(raw, options) ?? leastBusy().decide(raw, options)))
+            ).pipe(Effect.tap((decisions) => Effect.forEach(decisions, warnIfFailed)))
         }
       })
     )

@@ -2,8 +2,10 @@
  * What happens to one retrieved message: accepted with its summary, or quarantined with a
  * reason. Never fails: a parse failure, a timeout or a defect becomes `processing-error`, so
  * one bad message can neither crash its mailbox nor be retried forever.
+ *
+ * The core (`decideMessage`) is a plain Promise with no Effect in it: it is what the parser
+ * worker threads load, and each of them then stays small (no second copy of Effect).
  */
-import { Cause, Duration, Effect } from "effect"
 import { classify } from "../domain/classify.js"
 import type { QuarantineReason } from "../domain/QuarantineReason.js"
 import { toCrlf } from "./crlf.js"
@@ -25,46 +27,38 @@ export interface DecideOptions {
   readonly parseTimeoutMillis: number
 }
 
-/**
- * A plain timer race: `Effect.timeout` costs about 0.6 ms per message (a fiber and a race),
- * as much as the parse itself. mailparser works on a stream, so the timer can fire between
- * its chunks.
- */
+const oneLine = (text: string) => text.replace(/[\r\n\t]+/g, " ").slice(0, 1000)
+
+/** Over the size limit: quarantined without being parsed (nor sent to a parser thread). */
+export const tooLarge = (raw: Uint8Array, options: DecideOptions): Decision | undefined =>
+  raw.byteLength > options.maxMessageBytes
+    ? {
+      _tag: "Quarantine",
+      reason: "too-large",
+      detail: `${raw.byteLength} bytes is over the limit of ${options.maxMessageBytes} bytes`
+    }
+    : undefined
+
+/** A plain timer race: mailparser works on a stream, so the timer can fire between chunks. */
 const withTimeout = <A>(promise: Promise<A>, millis: number): Promise<A> => {
   let timer: NodeJS.Timeout | undefined
   return Promise.race([
     promise,
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`parsing took longer than ${Duration.format(millis)}`)), millis)
+      timer = setTimeout(() => reject(new Error(`parsing took longer than ${millis} ms`)), millis)
     })
   ]).finally(() => clearTimeout(timer))
 }
 
-const oneLine = (text: string) => text.replace(/[\r\n\t]+/g, " ").slice(0, 1000)
-
-export const decide = (raw: Uint8Array, options: DecideOptions): Effect.Effect<Decision> =>
-  Effect.gen(function*() {
-    if (raw.byteLength > options.maxMessageBytes) {
-      return {
-        _tag: "Quarantine",
-        reason: "too-large",
-        detail: `${raw.byteLength} bytes is over the limit of ${options.maxMessageBytes} bytes`
-      } as const
-    }
+export const decideMessage = async (raw: Uint8Array, options: DecideOptions): Promise<Decision> => {
+  try {
+    const large = tooLarge(raw, options)
+    if (large !== undefined) return large
     const verdict = classify(raw, { quarantineListMail: options.quarantineListMail })
-    if (verdict._tag === "Quarantine") {
-      return { _tag: "Quarantine", reason: verdict.reason, detail: verdict.detail } as const
-    }
-    const summary = yield* Effect.tryPromise(() => withTimeout(summarize(raw), options.parseTimeoutMillis))
-    return { _tag: "Accept", summary, crlf: toCrlf(raw) } as const
-  }).pipe(
-    Effect.catchAllCause((cause) =>
-      Effect.logWarning("processing failed: the message goes to quarantine", cause).pipe(
-        Effect.as({
-          _tag: "Quarantine",
-          reason: "processing-error",
-          detail: oneLine(Cause.isFailType(cause) ? String(cause.error) : Cause.pretty(cause))
-        } as const)
-      )
-    )
-  )
+    if (verdict._tag === "Quarantine") return { _tag: "Quarantine", reason: verdict.reason, detail: verdict.detail }
+    const summary = await withTimeout(summarize(raw), options.parseTimeoutMillis)
+    return { _tag: "Accept", summary, crlf: toCrlf(raw) }
+  } catch (error) {
+    return { _tag: "Quarantine", reason: "processing-error", detail: oneLine(error instanceof Error ? `${error.name}: ${error.message}` : String(error)) }
+  }
+}
