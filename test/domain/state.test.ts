@@ -145,6 +145,7 @@ describe("evolve: the stages of one ref", () => {
       sha256: "abc",
       messageId: "<m@x>",
       size: 42,
+      retrievedAt: t(1),
       stage: "retrieved",
       attempts: 0
     })
