@@ -45,6 +45,8 @@ cli(process.argv).pipe(
     error.code === 2 || error.message === "" ? Effect.fail(error) : Effect.logError(error.message).pipe(Effect.zipRight(Effect.fail(error)))),
   Effect.provide(NodeContext.layer),
   Effect.provide(logger),
+  // No tracer is exported: skip building a span for every SQL statement and IMAP step.
+  Effect.withTracerEnabled(false),
   Logger.withMinimumLogLevel(logLevel),
   (effect) =>
     NodeRuntime.runMain(effect, {

@@ -54,11 +54,15 @@ interface EventRow {
   readonly at: string
 }
 
-const encodeEvent = Schema.encodeSync(MailboxEvent)
+// One encoder per event type: encoding through the union would first search for the member,
+// a cost paid several times per message.
+const encoders = new Map(
+  MailboxEvent.members.map((member) => [member.identifier, Schema.encodeSync(member as Schema.Schema<MailboxEvent, any>)])
+)
 const decodeEvent = Schema.decodeUnknownSync(MailboxEvent)
 
 const toPayload = (event: MailboxEvent): string => {
-  const { _tag, ...fields } = encodeEvent(event) as { _tag: string }
+  const { _tag, ...fields } = encoders.get(event._tag)!(event) as { _tag: string }
   return JSON.stringify(fields)
 }
 

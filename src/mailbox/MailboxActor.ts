@@ -183,7 +183,8 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
 
     /** Step 3: forward what waits for quarantine and is due; a failure never blocks the rest. */
     const forwardDue = (refs: ReadonlyArray<string>, report: ReturnType<typeof emptyReport>) =>
-      Effect.forEach(refs, (ref) =>
+      Effect.flatMap(Ref.get(stateRef), (current) =>
+        Effect.forEach(refs.filter((ref) => current.inFlight.get(ref)?.stage === "quarantine-requested"), (ref) =>
         Effect.gen(function*() {
           const state = yield* Ref.get(stateRef)
           const entry = state.inFlight.get(ref)
@@ -226,7 +227,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
             }),
             Effect.uninterruptible
           )
-        }), { discard: true })
+        }), { discard: true }))
 
     /** Step 4: remove from the server what is done with, then record it. */
     const removeDone = (

@@ -127,7 +127,9 @@ export const workerPool = (size = defaultPoolSize(), workerScript = compiledWork
           decideAll: (raws, options) =>
             Effect.promise(() =>
               Promise.all(raws.map((raw) => tooLarge(raw, options) ?? leastBusy().decide(raw, options)))
-            ).pipe(Effect.tap((decisions) => Effect.forEach(decisions, warnIfFailed)))
+            ).pipe(Effect.tap((decisions) =>
+              Effect.forEach(decisions.filter((decision) => decision._tag === "Quarantine"), warnIfFailed)
+            ))
         }
       })
     )
