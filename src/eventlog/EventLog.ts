@@ -4,7 +4,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, Clock, Context, Effect, Layer, Option, Schema, Stream } from "effect"
+import { Chunk, Clock, Context, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { type EventType, MailboxEvent, type StoredEvent } from "../domain/events.js"
 import { type MailboxState, evolve, emptyState } from "../domain/state.js"
 
@@ -76,6 +76,9 @@ const fromRow = (row: EventRow): StoredEvent => ({
 
 /** Rows per INSERT: well under SQLite's limit on bound parameters. */
 const INSERT_CHUNK = 200
+const REPLAY_PAGE = 20_000
+/** How often the last-poll times are written: one transaction for every mailbox's polls. */
+const HEARTBEAT_FLUSH = "5 seconds"
 
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -190,12 +193,29 @@ const make = Effect.gen(function*() {
         })
       ))
 
-  /** Folds a stream into the state of its mailbox. */
+  /**
+   * Folds a stream into the state of its mailbox, page by page. The fold reads only the fields
+   * every version of an event has, so replay skips the Schema decode (and its class instances):
+   * it was most of the time a replay took. Everything else reads events fully decoded.
+   */
   const replay = (stream: string): Effect.Effect<MailboxState, SqlError> =>
     // evolve mutates its state: each run (a retry, a repeat) must start from a new empty one.
-    Effect.suspend(() =>
-      Stream.runFold(readStream(stream), emptyState(), (state, stored) => evolve(state, stored.event, stored.at))
-    )
+    Effect.suspend(() => {
+      const state = emptyState()
+      const page = (after: number): Effect.Effect<MailboxState, SqlError> =>
+        sql<Pick<EventRow, "version" | "type" | "payload" | "at">>`SELECT version, type, payload, at FROM events
+          WHERE stream = ${stream} AND version > ${after} ORDER BY version LIMIT ${REPLAY_PAGE}`.pipe(
+          Effect.flatMap((rows) => {
+            for (const row of rows) {
+              const event = JSON.parse(row.payload) as { _tag: string }
+              event._tag = row.type
+              evolve(state, event as MailboxEvent, new Date(row.at))
+            }
+            return rows.length < REPLAY_PAGE ? Effect.succeed(state) : page(Number(rows.at(-1)!.version))
+          })
+        )
+      return page(0)
+    })
 
   const streams = sql<{ stream: string }>`SELECT stream FROM streams ORDER BY stream`.pipe(
     Effect.map((rows) => rows.map((row) => row.stream))
@@ -206,20 +226,39 @@ const make = Effect.gen(function*() {
       Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => new Uint8Array(row.content)))
     )
 
+  // Last-poll times are kept here and written together every few seconds: with a thousand
+  // mailboxes, a write (and an fsync) per poll was most of the daemon's idle CPU.
+  const pendingPolls = new Map<string, string>()
+
   const recordPoll = (stream: string) =>
-    Effect.gen(function*() {
-      const at = new Date(yield* Clock.currentTimeMillis).toISOString()
-      yield* sql`INSERT INTO mailbox_heartbeats ${sql.insert({ stream, last_poll_at: at })}
-        ON CONFLICT (stream) DO UPDATE SET last_poll_at = ${at}`
+    Effect.map(Clock.currentTimeMillis, (millis) => {
+      pendingPolls.set(stream, new Date(millis).toISOString())
     })
 
-  const lastPolls = sql<{ stream: string; last_poll_at: string }>`SELECT stream, last_poll_at FROM mailbox_heartbeats`.pipe(
-    Effect.map((rows) => new Map(rows.map((row) => [row.stream, new Date(row.last_poll_at)])))
+  const flushPolls = Effect.suspend(() => {
+    if (pendingPolls.size === 0) return Effect.void
+    const rows = [...pendingPolls].map(([stream, last_poll_at]) => ({ stream, last_poll_at }))
+    pendingPolls.clear()
+    return sql.withTransaction(Effect.forEach(rows, (row) =>
+      sql`INSERT INTO mailbox_heartbeats ${sql.insert(row)}
+        ON CONFLICT (stream) DO UPDATE SET last_poll_at = ${row.last_poll_at}`, { discard: true }))
+  })
+
+  yield* flushPolls.pipe(
+    Effect.catchAll((error) => Effect.logWarning(`cannot record poll times: ${error.message}`)),
+    Effect.repeat(Schedule.spaced(HEARTBEAT_FLUSH)),
+    Effect.forkScoped
   )
+  yield* Effect.addFinalizer(() => Effect.ignore(flushPolls))
+
+  const lastPolls = Effect.zipRight(
+    flushPolls,
+    sql<{ stream: string; last_poll_at: string }>`SELECT stream, last_poll_at FROM mailbox_heartbeats`
+  ).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.stream, new Date(row.last_poll_at)]))))
 
   return { append, appendAll, appendAtEnd, read, readStream, replay, streams, blob, recordPoll, lastPolls } as const
 })
 
 export class EventLog extends Context.Tag("mailintake/EventLog")<EventLog, Effect.Effect.Success<typeof make>>() {
-  static readonly layer = Layer.effect(EventLog, make)
+  static readonly layer = Layer.scoped(EventLog, make)
 }
