@@ -5,7 +5,7 @@
 import { Migrator } from "@effect/sql"
 import { SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 
@@ -42,7 +42,14 @@ export const sqlFileLoader = (directory: string): Migrator.Loader =>
       new Migrator.MigrationError({ reason: "import-error", message: `cannot read migrations in ${directory}: ${cause}` })
   })
 
-const runMigrations = Migrator.make({})({ loader: sqlFileLoader(migrationsDirectory) })
+/**
+ * Another process (the daemon, or a CLI command opening the same new file) may be migrating at
+ * the same moment: its tables appear under us and our CREATE fails. Once it has committed, a
+ * second try finds the migrations recorded and does nothing.
+ */
+const runMigrations = Migrator.make({})({ loader: sqlFileLoader(migrationsDirectory) }).pipe(
+  Effect.retry({ times: 10, schedule: Schedule.spaced("300 millis") })
+)
 
 /** Pragmas for durability and for readers (the CLI) running beside the daemon. */
 const configure = Effect.gen(function*() {

@@ -3,7 +3,7 @@
  * stream, position, type and time, the content-addressed raw messages, and replay.
  */
 import { SqlClient } from "@effect/sql"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Clock, Context, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { type EventType, MailboxEvent, type StoredEvent } from "../domain/events.js"
 import { type MailboxState, evolve, emptyState } from "../domain/state.js"
@@ -80,6 +80,15 @@ const REPLAY_PAGE = 20_000
 /** How often the last-poll times are written: one transaction for every mailbox's polls. */
 const HEARTBEAT_FLUSH = "5 seconds"
 
+/**
+ * @effect/sql turns a failed COMMIT into a defect. For the log that is an expected failure
+ * (disk full, read-only file, locked database): it becomes a SqlError, so that callers pause
+ * and retry instead of crashing.
+ */
+const committed = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
+  Effect.catchAllDefect(transaction, (defect) =>
+    Effect.fail(new SqlError({ cause: defect, message: `the event log could not commit: ${defect instanceof Error ? defect.message : String(defect)}` })))
+
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
@@ -149,7 +158,7 @@ const make = Effect.gen(function*() {
   const appendAll = (requests: ReadonlyArray<AppendRequest>) =>
     Effect.gen(function*() {
       const at = new Date(yield* Clock.currentTimeMillis).toISOString()
-      return yield* sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at)))
+      return yield* committed(sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at))))
     })
 
   const append = (request: AppendRequest) => Effect.map(appendAll([request]), (results) => results[0]!)
@@ -161,11 +170,11 @@ const make = Effect.gen(function*() {
   const appendAtEnd = (stream: string, events: ReadonlyArray<MailboxEvent>) =>
     Effect.gen(function*() {
       const at = new Date(yield* Clock.currentTimeMillis).toISOString()
-      return yield* sql.withTransaction(Effect.gen(function*() {
+      return yield* committed(sql.withTransaction(Effect.gen(function*() {
         const current = yield* sql<{ version: number }>`SELECT version FROM streams WHERE stream = ${stream}`
         const expectedVersion = current.length === 0 ? 0 : Number(current[0]!.version)
         return yield* appendOne({ stream, expectedVersion, events }, at)
-      }))
+      })))
     })
 
   const read = (query: EventQuery) => {

@@ -86,6 +86,11 @@ export const batches = (listed: ReadonlyArray<Listed>): Array<Array<Listed>> => 
 }
 
 /** When a message whose forward failed `attempts` times may be tried again. */
+/** Per poll: whether the quarantine destination already failed (then the rest wait). */
+interface SinkStatus {
+  unavailable: boolean
+}
+
 export const quarantineRetryDue = (entry: InFlight, pollSeconds: number): number => {
   if (entry.attempts === 0 || entry.lastAttemptAt === undefined) return 0
   const delay = Math.min(pollSeconds * 1000 * 2 ** (entry.attempts - 1), Duration.toMillis(QUARANTINE_RETRY_CAP))
@@ -182,7 +187,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
       Effect.flatMap(decideBatch(entries), (decisions) => recordDecisions(entries, decisions))
 
     /** Step 3: forward what waits for quarantine and is due; a failure never blocks the rest. */
-    const forwardDue = (refs: ReadonlyArray<string>, report: ReturnType<typeof emptyReport>) =>
+    const forwardDue = (refs: ReadonlyArray<string>, report: ReturnType<typeof emptyReport>, sink$: SinkStatus) =>
       Effect.flatMap(Ref.get(stateRef), (current) =>
         Effect.forEach(refs.filter((ref) => current.inFlight.get(ref)?.stage === "quarantine-requested"), (ref) =>
         Effect.gen(function*() {
@@ -190,7 +195,10 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           const entry = state.inFlight.get(ref)
           if (entry === undefined || entry.stage !== "quarantine-requested" || entry.reason === undefined) return
           const now = yield* Clock.currentTimeMillis
-          if (now < quarantineRetryDue(entry, plan.pollingIntervalSeconds)) {
+          // Once the destination failed in this poll (down, or not answering), the rest wait
+          // for the next poll: one unreachable destination costs a poll one timeout, not one
+          // per quarantined message.
+          if (sink$.unavailable || now < quarantineRetryDue(entry, plan.pollingIntervalSeconds)) {
             report.quarantinePending += 1
             return
           }
@@ -215,6 +223,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
                 ),
               onFailure: (error) =>
                 Effect.logWarning(`quarantine of ${ref} failed (attempt ${entry.attempts + 1}): ${error.message}`).pipe(
+                  Effect.tap(() => Effect.sync(() => (sink$.unavailable ||= !error.permanent))),
                   Effect.zipRight(emit([new QuarantineFailed({
                     ref,
                     sha256: entry.sha256,
@@ -287,7 +296,8 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
       session: MailSession,
       listed: ReadonlySet<string>,
       report: ReturnType<typeof emptyReport>,
-      removeNow: boolean
+      removeNow: boolean,
+      sink$: SinkStatus
     ) =>
       Effect.gen(function*() {
         const state = yield* Ref.get(stateRef)
@@ -301,7 +311,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           yield* classifyAll([{ entry, raw: raw.value }])
         }
         const refs = entries.map((entry) => entry.ref)
-        yield* forwardDue(refs, report)
+        yield* forwardDue(refs, report, sink$)
         if (removeNow) yield* removeDone(session, refs, listed, report)
         return refs
       })
@@ -323,7 +333,8 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         const removeAtEnd = session.removalEndsSession === true
         const toRemove: Array<string> = []
 
-        toRemove.push(...yield* finishInFlight(session, listed, report, !removeAtEnd))
+        const sink$: SinkStatus = { unavailable: false }
+        toRemove.push(...yield* finishInFlight(session, listed, report, !removeAtEnd, sink$))
 
         const state = yield* Ref.get(stateRef)
         const seenAgain = listing.filter((item) => state.removed.has(item.ref)).map((item) => item.ref)
@@ -343,9 +354,15 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           Effect.gen(function*() {
             yield* recordDecisions(entries, decisions)
             const refs = entries.map(({ entry }) => entry.ref)
-            yield* forwardDue(refs, report)
-            if (removeAtEnd) toRemove.push(...refs)
-            else yield* removeDone(session, refs, listed, report)
+            if (removeAtEnd) {
+              yield* forwardDue(refs, report, sink$)
+              toRemove.push(...refs)
+              return
+            }
+            // Accepted messages leave the server before any quarantine forward is tried.
+            yield* removeDone(session, refs, listed, report)
+            yield* forwardDue(refs, report, sink$)
+            yield* removeDone(session, refs, listed, report)
           })
         const pending = batches(fresh)
         let nextFetch = pending.length > 0 ? yield* fetchBatch(pending[0]!) : undefined

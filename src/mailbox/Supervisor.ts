@@ -3,7 +3,7 @@
  * own failures, so one mailbox can never take another down; `reconcile` starts, restarts and
  * stops fibers to match a new plan.
  */
-import { Cause, Duration, Effect, FiberMap, Layer, Redacted, type Scope } from "effect"
+import { Cause, Duration, Effect, FiberMap, Layer, Random, Redacted, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import { CONFIG_STREAM, ConfigurationApplied, MailboxStopped } from "../domain/events.js"
 import type { MailboxPlan } from "../domain/plan.js"
@@ -11,6 +11,7 @@ import { EventLog } from "../eventlog/EventLog.js"
 import type { Decider } from "../processing/Decider.js"
 import { Integrations } from "./Integrations.js"
 import * as MailboxActor from "./MailboxActor.js"
+import { reconnectDelay } from "./reconnect.js"
 
 /** A hash of everything that defines a mailbox, secrets included (hashed, never shown). */
 export const fingerprint = (plan: MailboxPlan): string =>
@@ -62,17 +63,20 @@ export const runOnce = (plans: ReadonlyArray<MailboxPlan>) =>
  * Runs a mailbox until interrupted, or until it stops itself (a failure retrying cannot fix).
  * A defect is logged and the mailbox starts over after its reconnect interval.
  */
-const supervise = (plan: MailboxPlan): Effect.Effect<void, never, EventLog | Integrations | Decider> =>
+const supervise = (plan: MailboxPlan, restarts = 0): Effect.Effect<void, never, EventLog | Integrations | Decider> =>
   MailboxActor.run(plan, { once: false }).pipe(
     Effect.asVoid,
     provideIntegrations(plan),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.failCause(cause as Cause.Cause<never>)
-        : Effect.logError(`mailbox ${plan.id} failed; restarting it`, cause).pipe(
-          Effect.zipRight(Effect.sleep(Duration.seconds(plan.reconnectIntervalSeconds))),
-          Effect.zipRight(Effect.suspend(() => supervise(plan)))
-        )
+        : Effect.gen(function*() {
+          // The same backoff as reconnects: a mailbox that keeps failing must not spin.
+          const delay = reconnectDelay(plan.reconnectIntervalSeconds, restarts + 1, yield* Random.next)
+          yield* Effect.logError(`mailbox ${plan.id} failed; restarting it in ${Duration.format(delay)}`, cause)
+          yield* Effect.sleep(delay)
+          return yield* supervise(plan, restarts + 1)
+        })
     ),
     Effect.annotateLogs({ mailbox: plan.id })
   )

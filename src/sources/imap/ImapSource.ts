@@ -57,6 +57,24 @@ export const toSourceError = (cause: unknown, during: string): MailSourceError =
   return new MailSourceError({ kind: "protocol", message })
 }
 
+class DeadlineExceeded extends Error {
+  readonly code = "ETIMEDOUT"
+}
+
+/** Rejects when `promise` has not settled within `millis`, after running `onExpiry`. */
+const withDeadline = <A>(promise: Promise<A>, millis: number, onExpiry: () => void): Promise<A> => {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        onExpiry()
+        reject(new DeadlineExceeded(`no answer within ${millis / 1000} s`))
+      }, millis)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
+
 interface Ref {
   readonly uidValidity: string
   readonly uid: number
@@ -96,46 +114,57 @@ const openSession = (mailbox: ServerMailbox) =>
     client.on("error", (error: unknown) => {
       Deferred.unsafeDone(closed, Effect.fail(toSourceError(error, "connection")))
     })
+    // Set when we close the connection ourselves (a deadline passed), so that is what is reported.
+    let closedBecause: MailSourceError | undefined
+    const abandon = (during: string, millis: number) => () => {
+      closedBecause ??= new MailSourceError({ kind: "timeout", message: `${during}: no answer within ${millis / 1000} s` })
+      client.close()
+    }
     client.on("close", () => {
-      Deferred.unsafeDone(closed, Effect.fail(new MailSourceError({ kind: "closed", message: "connection closed by the server" })))
+      Deferred.unsafeDone(closed, Effect.fail(closedBecause ?? new MailSourceError({ kind: "closed", message: "connection closed by the server" })))
     })
 
-    yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => client.connect(),
-        catch: (cause) => toSourceError(cause, "connect")
-      }).pipe(Effect.onInterrupt(() => Effect.sync(() => client.close()))),
-      () =>
-        Effect.tryPromise(() => client.logout()).pipe(
-          Effect.timeout(Duration.seconds(5)),
-          Effect.ignore,
-          Effect.ensuring(Effect.sync(() => client.close()))
-        )
+    // Logout is registered before connecting, so that an interrupted login (SIGTERM) still
+    // closes the socket; the login itself stays interruptible.
+    yield* Effect.addFinalizer(() =>
+      Effect.tryPromise(() => client.logout()).pipe(
+        Effect.timeout(Duration.seconds(5)),
+        Effect.ignore,
+        Effect.ensuring(Effect.sync(() => client.close()))
+      )
     )
+    // imapflow's own timeouts cover the TCP connect and the greeting, not LOGIN or SELECT.
+    const loginTimeout = (mailbox.connectTimeoutSeconds + mailbox.commandTimeoutSeconds) * 1000
+    yield* Effect.tryPromise({
+      try: () => withDeadline(client.connect(), loginTimeout, abandon("connect", loginTimeout)),
+      catch: (cause) => toSourceError(cause, "connect")
+    }).pipe(Effect.onInterrupt(() => Effect.sync(() => client.close())))
 
-    const commandTimeout = Duration.seconds(mailbox.commandTimeoutSeconds)
+    const commandTimeout = mailbox.commandTimeoutSeconds * 1000
     const server = `imap${mailbox.tls === "implicit" ? "s" : ""}://${mailbox.host}:${mailbox.port ?? defaultPort(mailbox.tls)}/${mailbox.folder}`
 
-    /** Runs one operation under the mailbox lock, with a timeout that abandons the session. */
+    /**
+     * Runs one operation under the mailbox lock. Its deadline is a timer on the promise, not an
+     * Effect timeout: the actor runs removals uninterruptibly, and a removal must still end when
+     * the server stops answering. A timed-out client is closed: its state is unknown.
+     */
     const withMailbox = <A>(during: string, operation: () => Promise<A>) =>
       Effect.tryPromise({
-        try: async () => {
-          const lock = await client.getMailboxLock(mailbox.folder)
-          try {
-            return await operation()
-          } finally {
-            lock.release()
-          }
-        },
+        try: () =>
+          withDeadline(
+            (async () => {
+              const lock = await client.getMailboxLock(mailbox.folder)
+              try {
+                return await operation()
+              } finally {
+                lock.release()
+              }
+            })(),
+            commandTimeout,
+            abandon(during, commandTimeout)
+          ),
         catch: (cause) => toSourceError(cause, during)
-      }).pipe(
-        Effect.timeoutFail({
-          duration: commandTimeout,
-          onTimeout: () => new MailSourceError({ kind: "timeout", message: `${during}: no answer within ${Duration.format(commandTimeout)}` })
-        }),
-        // A timed-out or interrupted command leaves the client in an unknown state: drop it.
-        Effect.onError(() => Effect.sync(() => client.close()))
-      )
+      }).pipe(Effect.onError(() => Effect.sync(() => client.close())))
 
     const currentUidValidity = () => String(client.mailbox && client.mailbox.uidValidity)
 
