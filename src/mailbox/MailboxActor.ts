@@ -163,22 +163,37 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
             continue
           }
           const crlfSha256 = decision.crlf === raw ? entry.sha256 : sha256Hex(decision.crlf)
+          const { summary } = decision
+          let accepted: MessageAccepted
+          try {
+            accepted = new MessageAccepted({
+              ref: entry.ref,
+              sha256: entry.sha256,
+              messageId: entry.messageId,
+              from: summary.from,
+              to: summary.to,
+              cc: summary.cc,
+              subject: summary.subject,
+              date: summary.date,
+              attachments: summary.attachments,
+              body: summary.body,
+              crlfSha256
+            })
+          } catch (error) {
+            // A summary the event cannot hold is a processing error of this message, never of
+            // the mailbox: it goes to quarantine and the others go on.
+            yield* Effect.logWarning(`message ${entry.ref} cannot be recorded as accepted; quarantining it`, error)
+            events.push(new MessageQuarantineRequested({
+              ref: entry.ref,
+              sha256: entry.sha256,
+              reason: "processing-error",
+              detail: String(error instanceof Error ? error.message : error).replace(/\s+/g, " ").slice(0, 1000)
+            }))
+            continue
+          }
           if (crlfSha256 !== entry.sha256) blobs.push({ sha256: crlfSha256, bytes: decision.crlf })
           acceptedNow.set(key, entry.ref)
-          const { summary } = decision
-          events.push(new MessageAccepted({
-            ref: entry.ref,
-            sha256: entry.sha256,
-            messageId: entry.messageId,
-            from: summary.from,
-            to: summary.to,
-            cc: summary.cc,
-            subject: summary.subject,
-            date: summary.date,
-            attachments: summary.attachments,
-            body: summary.body,
-            crlfSha256
-          }))
+          events.push(accepted)
         }
         yield* emit(events, blobs)
       })

@@ -38,12 +38,16 @@ export const summarize = async (raw: Uint8Array): Promise<Summary> => {
     from: addresses(parsed.from)[0] ?? "",
     to: addresses(parsed.to),
     cc: addresses(parsed.cc),
-    subject: parsed.subject ?? "",
+    subject: typeof parsed.subject === "string" ? parsed.subject : "",
     date,
+    // mailparser's fields are not always what its types say (a part with an empty
+    // Content-Type has contentType false): coerce, so a broken part cannot break the event.
     attachments: parsed.attachments.map((attachment) => ({
-      filename: attachment.filename ?? "",
-      contentType: attachment.contentType,
-      size: attachment.size
+      filename: typeof attachment.filename === "string" ? attachment.filename : "",
+      contentType: typeof attachment.contentType === "string" && attachment.contentType !== ""
+        ? attachment.contentType
+        : "application/octet-stream",
+      size: Number.isFinite(attachment.size) ? attachment.size : (attachment.content?.length ?? 0)
     })),
     body: textToCrlf(parsed.text ?? "")
   }
