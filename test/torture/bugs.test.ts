@@ -1,6 +1,6 @@
 /**
- * Issue 8: what the torture suite found in src/, as failing tests (the fixes belong to src/; see
- * the descriptions). Each test is small and bounded in time.
+ * Issue 8: what the torture suite found in src/, kept as regression tests now that each is
+ * fixed (the descriptions say what was wrong). Each test is small and bounded in time.
  *
  * 1. MailboxActor.removeDone runs session.remove inside Effect.uninterruptible, and Effect's
  *    timeouts work by interruption: withMailbox's commandTimeoutSeconds can never fire for a
