@@ -104,7 +104,7 @@ export const hostileInput = async (ctx: TortureContext, options: HostileOptions)
     const daemon = daemons.start(["run", "--config", config], { label: "run" })
     const ok = await waitDrained({ dovecot, boxes: [box], database, expected, timeoutMs: options.timeLimitMs, abort: () => !daemon.running })
     if (!daemon.running) rec.note("the daemon exited during the drain")
-    else if (!ok) rec.hang(`draining ${corpus.length} messages within ${options.timeLimitMs / 1000} s`)
+    else if (!ok) rec.hang(`draining ${corpus.length} messages (limit ${options.timeLimitMs / 1000} s, or 150 s without progress)`)
     const stopped = await daemon.stop()
     if (!stopped.inTime) rec.hang("stopping on SIGTERM")
 
@@ -141,7 +141,7 @@ export const hostileInput = async (ctx: TortureContext, options: HostileOptions)
     }
     const stderr = daemons.allStderr()
     const restarts = stderr.match(/failed; restarting it/g) ?? []
-    const firstDefect = /failed; restarting it" cause="([^"\\]{0,200})/.exec(stderr)?.[1]
+    const firstDefect = /failed; restarting it[^"]*" cause="([^"\\]{0,200})/.exec(stderr)?.[1]
     rec.check("no message killed the mailbox (no supervisor restart after a defect)", restarts.length === 0,
       restarts.length === 0 ? "" : `${restarts.length} restart(s); first cause: ${firstDefect}`)
     const warnings = (stderr.match(/level=WARN/g) ?? []).length

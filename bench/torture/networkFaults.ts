@@ -134,7 +134,7 @@ const runCase = async (
     await ticker
     await seeding
     if (!daemon.running) rec.note("the daemon exited during the drain")
-    else if (!ok) rec.hang(`draining within ${shared.options.timeLimitMs} ms`)
+    else if (!ok) rec.hang(`draining (limit ${shared.options.timeLimitMs / 1000} s, or 150 s without progress)`)
     // Let the in-flight quarantine retries land before the books are closed.
     const stopped = await daemon.stop()
     if (!stopped.inTime) rec.hang("stopping on SIGTERM")

@@ -219,7 +219,7 @@ const runCase = async (ctx: TortureContext, dovecot: Dovecot, smtp: SmtpServerHa
     const ok = await waitDrained({ dovecot, boxes: [box], database, expected, timeoutMs: options.timeLimitMs, abort: () => !daemon.running })
     const recoveredIn = (Date.now() - releasedAt) / 1000
     if (!daemon.running) rec.note("the daemon exited while storage was down or after")
-    else if (!ok) rec.hang(`recovering within ${options.timeLimitMs / 1000} s of storage coming back`)
+    else if (!ok) rec.hang(`recovering after storage came back (limit ${options.timeLimitMs / 1000} s, or 150 s without progress)`)
     const duringFault = daemon.stderr().slice(stderrBefore)
     const stopped = await daemon.stop()
     if (!stopped.inTime) rec.hang("stopping on SIGTERM")
