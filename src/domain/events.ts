@@ -130,19 +130,8 @@ export type MailboxEvent = typeof MailboxEvent.Type
 
 export type EventType = MailboxEvent["_tag"]
 
-export const EVENT_TYPES: ReadonlyArray<EventType> = [
-  "MessageRetrieved",
-  "MessageAccepted",
-  "MessageQuarantineRequested",
-  "MessageQuarantined",
-  "QuarantineFailed",
-  "MessageRemoved",
-  "MessageDuplicateSkipped",
-  "MailboxConnected",
-  "MailboxConnectionFailed",
-  "MailboxStopped",
-  "ConfigurationApplied"
-]
+/** Every event type, from the union itself (each class's identifier is its tag). */
+export const EVENT_TYPES: ReadonlyArray<EventType> = MailboxEvent.members.map((member) => member.identifier as EventType)
 
 /** The stream of configuration events (not a mailbox; `$` cannot start a mailbox id). */
 export const CONFIG_STREAM = "$config"
