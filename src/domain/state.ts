@@ -87,6 +87,12 @@ export const emptyState = (): MailboxState => ({
 /** The duplicate key of DESIGN.md: the same bytes with the same Message-ID. */
 export const dedupKey = (sha256: string, messageId: string): string => `${sha256} ${messageId}`
 
+/**
+ * Folds one event into the state. Replay hands it events that are not Schema-decoded, and of a
+ * MessageAccepted only ref, sha256 and messageId (EventLog's FOLDED_PAYLOAD and the index
+ * `events_replay`): reading another field of it needs both changed (test/eventlog/replay.test.ts
+ * fails until they are).
+ */
 export const evolve = (state: MailboxState, event: MailboxEvent, at: Date): MailboxState => {
   state.version += 1
   state.lastEventAt = at
