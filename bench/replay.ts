@@ -14,7 +14,7 @@
  * 3. Replays every stream with `EventLog.replay` from its first event (no snapshot: the log has
  *    none), `--rounds` times over, and reports per stream and per round; target: under 10 s for
  *    1,000,000 events, judged on the median round. Replay reads the `events_replay` index
- *    (migrations/0002_replay_index.sql: MessageAccepted without its summary and body) and folds
+ *    (migrations/0003_replay_index.sql: MessageAccepted without its summary and body) and folds
  *    without the Schema decode. Also reported, once: reading every event fully decoded
  *    (`readStream`: whole payloads, Schema classes) without folding, what replay used to start from.
  *

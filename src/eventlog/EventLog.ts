@@ -77,7 +77,7 @@ const fromRow = (row: EventRow): StoredEvent => ({
 /**
  * What replay selects of each payload: all of it, except for a MessageAccepted only the fields
  * the fold reads (its summary and text body are most of the log). The same expression, character
- * for character, is the last column of the index `events_replay` (migrations/0002_replay_index.sql),
+ * for character, is the last column of the index `events_replay` (migrations/0003_replay_index.sql),
  * so that replay reads that index alone; a change here needs a migration that replaces the index.
  */
 export const FOLDED_PAYLOAD =

@@ -232,7 +232,7 @@ describe("the fold", () => {
     const kept = [...FOLDED_PAYLOAD.matchAll(/'(\w+)', payload -> '\1'/g)].map((match) => match[1])
     expect(kept).toEqual(["ref", "sha256", "messageId"])
     // If this fails, evolve needs a field replay does not read: extend FOLDED_PAYLOAD and replace
-    // the index with a new migration (see migrations/0002_replay_index.sql).
+    // the index with a new migration (see migrations/0003_replay_index.sql).
     for (const field of fieldsRead(accepted("r"))) expect(["_tag", ...kept]).toContain(field)
   })
 })
