@@ -475,13 +475,15 @@ describe("readStream and replay", () => {
 })
 
 describe("the database", () => {
-  it.effect("is in WAL mode with synchronous = FULL", () =>
+  it.effect("is in WAL mode with synchronous = FULL and 64 KiB pages", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const [journal] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
       const [synchronous] = yield* sql<{ synchronous: number }>`PRAGMA synchronous`
+      const [pageSize] = yield* sql<{ page_size: number }>`PRAGMA page_size`
       expect(journal!.journal_mode).toBe("wal")
       expect(Number(synchronous!.synchronous)).toBe(2)
+      expect(Number(pageSize!.page_size)).toBe(65536)
     }).pipe(Effect.provide(freshLog)))
 })
 
