@@ -347,8 +347,18 @@ describe("classify: bounce", () => {
       expected: { reason: "bounce", rule: "bounce-multipart-report" }
     },
     {
-      name: "near miss: read receipt (report-type=disposition-notification)",
+      name: "a read receipt is no bounce (report-type=disposition-notification): an auto-response",
       raw: message(["From: bob@example.org", "Content-Type: multipart/report; report-type=disposition-notification; boundary=x"]),
+      expected: { reason: "auto-response", rule: "read-receipt" }
+    },
+    {
+      name: "read receipt with a quoted report-type in another case",
+      raw: message(["From: bob@example.org", 'Content-Type: Multipart/Report; Report-Type="Disposition-Notification"; boundary=x']),
+      expected: { reason: "auto-response", rule: "read-receipt" }
+    },
+    {
+      name: "near miss: multipart/report of another report type",
+      raw: message(["From: bob@example.org", "Content-Type: multipart/report; report-type=feedback-report; boundary=x"]),
       expected: "Normal"
     },
     {
