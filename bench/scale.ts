@@ -21,7 +21,9 @@
  * Options: --m 1000, --poll 10, --reconnect 30 (s), --tls implicit|none, --idle 30 (s),
  * --trickle 30 (s; 0 skips it), --every 100 (ms), --restart false (skips it), --use-dist, --keep,
  * --cpu-prof (the daemon runs under `node --cpu-prof` for its whole life; top functions after it
- * exits — run it with `--trickle 0 --restart false --idle 60` to see what idling costs).
+ * exits, for its whole life and for the idle window alone — run it with `--trickle 0 --restart
+ * false` to see what idling costs), --heap-snapshot (one V8 heap snapshot of the daemon right after
+ * the idle window, left in the scratch directory: use it with --keep).
  */
 import Database from "better-sqlite3"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -384,7 +386,8 @@ const main = async () => {
     }
     if (CPU_PROF) {
       try {
-        const files = readdirSync(join(dir, "profile")).filter((f) => f.endsWith(".cpuprofile"))
+        // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (the parser workers have their own).
+        const files = readdirSync(join(dir, "profile")).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f))
         if (files.length > 0) {
           const file = join(dir, "profile", files[0]!)
           figures.profile = summarize(file, 20)

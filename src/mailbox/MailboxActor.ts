@@ -406,8 +406,6 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
 export interface RunOptions {
   /** Poll once and return, without reconnecting. */
   readonly once: boolean
-  /** Shared by the mailboxes of a daemon: bounds how many log in at the same moment. */
-  readonly logins?: Effect.Semaphore
 }
 
 export interface RunOutcome {
@@ -449,7 +447,7 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
     /** One session: polls until it fails (IMAP, Graph), or once when removal ends it (POP3). */
     const session = Effect.scoped(
       Effect.gen(function*() {
-        const opened = yield* (options.logins === undefined ? source.open : options.logins.withPermits(1)(source.open))
+        const opened = yield* source.open
         if (!(yield* Ref.get(announced))) {
           yield* processor.emit([new MailboxConnected({ server: opened.server })])
           yield* Ref.set(announced, true)

@@ -42,58 +42,29 @@ const refuseUsage = (plan: MailboxPlan, message: string) =>
     yield* log.appendAtEnd(plan.id, [new MailboxStopped({ reason: "usage-type-mismatch", detail: message })])
   })
 
-/**
- * How many mailboxes may be logging in to the same server at the same moment (TCP + TLS
- * handshake + LOGIN). A thousand mailboxes starting together then reach their server (and this
- * process's one thread, which does the TLS handshakes) a few dozen at a time, each login
- * finishing in milliseconds, instead of a thousand handshakes all in flight and all slowed down.
- * Per server, so an unreachable one (logins hanging until their connect timeout) never holds
- * up the others. Reconnects share it, on top of their jittered backoff.
- */
-export const LOGIN_CONCURRENCY = 50
-
-/** One gate per server (host:port); Graph mailboxes have none. */
-const loginGates = () => {
-  const gates = new Map<string, Effect.Semaphore>()
-  return (plan: MailboxPlan): Effect.Semaphore | undefined => {
-    if (plan.connection._tag !== "Server") return undefined
-    const { host, port } = plan.connection.settings
-    const key = `${host}:${port ?? plan.connection.protocol}`
-    let gate = gates.get(key)
-    if (gate === undefined) {
-      gate = Effect.unsafeMakeSemaphore(LOGIN_CONCURRENCY)
-      gates.set(key, gate)
-    }
-    return gate
-  }
-}
-
 /** Polls every mailbox once, concurrently; says which were reached. */
 export const runOnce = (plans: ReadonlyArray<MailboxPlan>) =>
-  Effect.suspend(() => {
-    const gateFor = loginGates()
-    return Effect.forEach(
-      plans,
-      (plan) =>
-        plan.usage._tag === "Mismatch"
-          ? refuseUsage(plan, plan.usage.message).pipe(Effect.as({ id: plan.id, reached: false, refused: true }))
-          : MailboxActor.run(plan, { once: true, logins: gateFor(plan) }).pipe(
-            provideIntegrations(plan),
-            Effect.map((outcome) => ({ id: plan.id, reached: outcome.reached, refused: false })),
-            Effect.catchAllCause((cause) =>
-              Effect.logError(`mailbox ${plan.id} failed`, cause).pipe(Effect.as({ id: plan.id, reached: false, refused: false }))
-            )
-          ),
-      { concurrency: "unbounded" }
-    )
-  })
+  Effect.forEach(
+    plans,
+    (plan) =>
+      plan.usage._tag === "Mismatch"
+        ? refuseUsage(plan, plan.usage.message).pipe(Effect.as({ id: plan.id, reached: false, refused: true }))
+        : MailboxActor.run(plan, { once: true }).pipe(
+          provideIntegrations(plan),
+          Effect.map((outcome) => ({ id: plan.id, reached: outcome.reached, refused: false })),
+          Effect.catchAllCause((cause) =>
+            Effect.logError(`mailbox ${plan.id} failed`, cause).pipe(Effect.as({ id: plan.id, reached: false, refused: false }))
+          )
+        ),
+    { concurrency: "unbounded" }
+  )
 
 /**
  * Runs a mailbox until interrupted, or until it stops itself (a failure retrying cannot fix).
  * A defect is logged and the mailbox starts over after its reconnect interval.
  */
-const supervise = (plan: MailboxPlan, logins: Effect.Semaphore | undefined, restarts = 0): Effect.Effect<void, never, EventLog | Integrations | Decider> =>
-  MailboxActor.run(plan, { once: false, logins }).pipe(
+const supervise = (plan: MailboxPlan, restarts = 0): Effect.Effect<void, never, EventLog | Integrations | Decider> =>
+  MailboxActor.run(plan, { once: false }).pipe(
     Effect.asVoid,
     provideIntegrations(plan),
     Effect.catchAllCause((cause) =>
@@ -104,7 +75,7 @@ const supervise = (plan: MailboxPlan, logins: Effect.Semaphore | undefined, rest
           const delay = reconnectDelay(plan.reconnectIntervalSeconds, restarts + 1, yield* Random.next)
           yield* Effect.logError(`mailbox ${plan.id} failed; restarting it in ${Duration.format(delay)}`, cause)
           yield* Effect.sleep(delay)
-          return yield* supervise(plan, logins, restarts + 1)
+          return yield* supervise(plan, restarts + 1)
         })
     ),
     Effect.annotateLogs({ mailbox: plan.id })
@@ -135,7 +106,6 @@ export const recordApplied = (plans: ReadonlyArray<MailboxPlan>, serverUsageType
 
 export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | Decider | Scope.Scope> = Effect.gen(function*() {
   const fibers = yield* FiberMap.make<string>()
-  const gateFor = loginGates()
   // Mailbox id → fingerprint of what runs (or was refused), to leave unchanged ones untouched.
   const running = new Map<string, string>()
   const refusedPrints = new Map<string, string>()
@@ -175,7 +145,7 @@ export const make: Effect.Effect<Supervisor, never, EventLog | Integrations | De
         refusedPrints.delete(plan.id)
         // Let the old fiber finish its step and record its stop before the new one replays.
         if (previous !== undefined) yield* FiberMap.remove(fibers, plan.id)
-        yield* FiberMap.run(fibers, plan.id, Effect.provide(supervise(plan, gateFor(plan)), context))
+        yield* FiberMap.run(fibers, plan.id, Effect.provide(supervise(plan), context))
         running.set(plan.id, print)
         ;(previous === undefined ? started : restarted).push(plan.id)
       }
