@@ -88,8 +88,11 @@ interface Ref {
  * memory on a 50 MB message in bench:large, for twice the round trips).
  */
 const FETCH_PIECE_BYTES = 2 * 1024 * 1024
-/** Beyond this a message is refused rather than assembled (a server that never stops sending). */
-const MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024 - 1
+/**
+ * Beyond this a message is refused rather than assembled (a server that never stops sending):
+ * imapflow's own limit on one literal, which bounded a whole-message FETCH before.
+ */
+const MAX_MESSAGE_BYTES = 1024 * 1024 * 1024
 
 const parseRef = (ref: string): Ref | undefined => {
   const match = /^(\d+):(\d+)$/.exec(ref)

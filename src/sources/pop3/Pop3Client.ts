@@ -380,7 +380,7 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
         let chunks: Array<Buffer> = []
         let size = 0
         let large = expectedBytes !== undefined && expectedBytes >= LARGE_MESSAGE_BYTES ? new MessageBuffer(expectedBytes) : undefined
-        return readBody((chunk) => {
+        const add = (chunk: Buffer) => {
           if (large !== undefined) return large.append(chunk)
           chunks.push(chunk)
           size += chunk.byteLength
@@ -389,6 +389,17 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
             for (const piece of chunks) large.append(piece)
             chunks = []
           }
+        }
+        return whenReady(() => {
+          const { chunks: received, done } = reader.readData()
+          try {
+            for (const chunk of received) add(chunk)
+          } catch (cause) {
+            // Runs in the socket's event handler: a message too large to hold must fail the
+            // command (and abandon the connection), never throw out of it.
+            return Exit.fail(error("protocol", `message too large to hold: ${cause instanceof Error ? cause.message : String(cause)}`))
+          }
+          return done ? Exit.void : undefined
         }).pipe(Effect.map(() => large?.contents() ?? Buffer.concat(chunks, size)))
       })
 
