@@ -76,6 +76,16 @@ const fromRow = (row: EventRow): StoredEvent => ({
   event: decodeEvent({ ...JSON.parse(row.payload), _tag: row.type })
 })
 
+/** A raw message larger than this is stored in pieces of CHUNK_BYTES (migration 0002). */
+const CHUNKED_ABOVE = 1024 * 1024
+const CHUNK_BYTES = 1024 * 1024
+/** Pieces read back per SELECT. */
+const CHUNK_PAGE = 16
+
+const bufferOf = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+/** A plain Uint8Array over the same bytes (no copy). */
+const viewOf = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
 /** Rows per INSERT: well under SQLite's limit on bound parameters. */
 const INSERT_CHUNK = 200
 const REPLAY_PAGE = 20_000
@@ -94,6 +104,32 @@ const committed = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
+  /** Raw messages, content-addressed: a small one in one row, a large one in pieces. */
+  const insertBlobs = (blobs: ReadonlyArray<Blob>) =>
+    Effect.gen(function*() {
+      const whole = blobs.filter((blob) => blob.bytes.byteLength <= CHUNKED_ABOVE).map((blob) => {
+        const content = bufferOf(blob.bytes)
+        return { sha256: blob.sha256, size: content.byteLength, content }
+      })
+      for (let start = 0; start < whole.length; start += INSERT_CHUNK) {
+        yield* sql`INSERT INTO blobs ${sql.insert(whole.slice(start, start + INSERT_CHUNK))} ON CONFLICT (sha256) DO NOTHING`
+      }
+      for (const blob of blobs) {
+        if (blob.bytes.byteLength <= CHUNKED_ABOVE) continue
+        const content = bufferOf(blob.bytes)
+        const chunks = Math.ceil(content.byteLength / CHUNK_BYTES)
+        const inserted = yield* sql`INSERT INTO blobs ${
+          sql.insert({ sha256: blob.sha256, size: content.byteLength, content: Buffer.alloc(0), chunks })
+        } ON CONFLICT (sha256) DO NOTHING RETURNING sha256`
+        // Already stored (the same bytes, retrieved before): its pieces are there too.
+        if (inserted.length === 0) continue
+        for (let seq = 0; seq < chunks; seq++) {
+          const piece = content.subarray(seq * CHUNK_BYTES, (seq + 1) * CHUNK_BYTES)
+          yield* sql`INSERT INTO blob_chunks ${sql.insert({ sha256: blob.sha256, seq, content: piece })}`
+        }
+      }
+    })
+
   const appendOne = (request: AppendRequest, at: string) =>
     Effect.gen(function*() {
       const current = yield* sql<{ version: number }>`SELECT version FROM streams WHERE stream = ${request.stream}`
@@ -105,13 +141,7 @@ const make = Effect.gen(function*() {
           actual
         })
       }
-      const blobs = (request.blobs ?? []).map((blob) => {
-        const content = Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength)
-        return { sha256: blob.sha256, size: content.byteLength, content }
-      })
-      for (let start = 0; start < blobs.length; start += INSERT_CHUNK) {
-        yield* sql`INSERT INTO blobs ${sql.insert(blobs.slice(start, start + INSERT_CHUNK))} ON CONFLICT (sha256) DO NOTHING`
-      }
+      yield* insertBlobs(request.blobs ?? [])
       const stored: Array<StoredEvent> = []
       const rows = request.events.map((event, i) => ({
         stream: request.stream,
@@ -155,7 +185,9 @@ const make = Effect.gen(function*() {
   const appendAll = (requests: ReadonlyArray<AppendRequest>) =>
     Effect.gen(function*() {
       const at = new Date(yield* Clock.currentTimeMillis).toISOString()
-      return yield* committed(sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at))))
+      const appended = yield* committed(sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at))))
+      for (const request of requests) request.blobs?.forEach(remember)
+      return appended
     })
 
   const append = (request: AppendRequest) => Effect.map(appendAll([request]), (results) => results[0]!)
@@ -227,10 +259,55 @@ const make = Effect.gen(function*() {
     Effect.map((rows) => rows.map((row) => row.stream))
   )
 
-  const blob = (sha256: string) =>
-    sql<{ content: Uint8Array }>`SELECT content FROM blobs WHERE sha256 = ${sha256}`.pipe(
-      Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => new Uint8Array(row.content)))
-    )
+  // A large message just appended is usually still in memory (its batch is being processed):
+  // reading it back from the log for its quarantine notice would hold it twice. Weakly held,
+  // and only once committed, so this never keeps a message alive nor shows one not in the log.
+  const recent = new Map<string, WeakRef<Uint8Array>>()
+  const forget = new FinalizationRegistry<string>((sha256) => {
+    if (recent.get(sha256)?.deref() === undefined) recent.delete(sha256)
+  })
+  const remember = (blob: Blob) => {
+    if (blob.bytes.byteLength <= CHUNKED_ABOVE || recent.get(blob.sha256)?.deref() !== undefined) return
+    recent.set(blob.sha256, new WeakRef(blob.bytes))
+    forget.register(blob.bytes, blob.sha256)
+  }
+
+  /** A stored message's pieces, a page at a time, into one buffer (shared: a parser worker reads it as is). */
+  const readChunks = (sha256: string, size: number, chunks: number) =>
+    Effect.gen(function*() {
+      const out = new Uint8Array(new SharedArrayBuffer(size))
+      let offset = 0
+      for (let first = 0; first < chunks; first += CHUNK_PAGE) {
+        const rows = yield* sql<{ seq: number; content: Uint8Array }>`SELECT seq, content FROM blob_chunks
+          WHERE sha256 = ${sha256} AND seq >= ${first} AND seq < ${first + CHUNK_PAGE} ORDER BY seq`
+        for (const [i, row] of rows.entries()) {
+          if (Number(row.seq) !== first + i || offset + row.content.byteLength > size) break
+          out.set(row.content, offset)
+          offset += row.content.byteLength
+        }
+        if (rows.length !== Math.min(CHUNK_PAGE, chunks - first)) break
+      }
+      if (offset !== size) {
+        return yield* new SqlError({ message: `raw message ${sha256} is incomplete in the event log: ${offset} of ${size} bytes` })
+      }
+      return out
+    })
+
+  const blob = (sha256: string): Effect.Effect<Option.Option<Uint8Array>, SqlError> =>
+    Effect.suspend(() => {
+      const cached = recent.get(sha256)?.deref()
+      if (cached !== undefined) return Effect.succeed(Option.some(viewOf(cached)))
+      return sql<{ size: number; chunks: number; content: Uint8Array }>`SELECT size, chunks, content FROM blobs
+        WHERE sha256 = ${sha256}`.pipe(
+        Effect.flatMap((rows) => {
+          const row = rows[0]
+          if (row === undefined) return Effect.succeed(Option.none())
+          return Number(row.chunks) > 0
+            ? Effect.map(readChunks(sha256, Number(row.size), Number(row.chunks)), Option.some)
+            : Effect.succeed(Option.some(viewOf(row.content)))
+        })
+      )
+    })
 
   // Last-poll times are kept here and written together every few seconds: with a thousand
   // mailboxes, a write (and an fsync) per poll was most of the daemon's idle CPU.

@@ -188,6 +188,47 @@ describe("raw messages", () => {
       expect(yield* log.blob("0".repeat(64))).toEqual(Option.none())
     }).pipe(Effect.provide(freshLog)))
 
+  it.effect("a large one is stored in pieces and read back whole by another process, byte for byte", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "events.db")
+      // Not a multiple of the piece size, so the last piece is short.
+      const large = new Uint8Array(randomBytes(3 * 1024 * 1024 + 12_345))
+      const blob = { sha256: sha256(large), bytes: large }
+      yield* Effect.gen(function*() {
+        const log = yield* EventLog
+        yield* log.append({ stream: "a", expectedVersion: 0, events: [retrieved("1", blob.sha256, "<1@x>", large.byteLength)], blobs: [blob] })
+        // The same bytes again (another mailbox): stored once.
+        yield* log.append({ stream: "b", expectedVersion: 0, events: [retrieved("1", blob.sha256, "<1@x>", large.byteLength)], blobs: [blob] })
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ chunks: number; n: number }>`SELECT chunks, (SELECT count(*) FROM blob_chunks WHERE sha256 = ${blob.sha256}) AS n
+          FROM blobs WHERE sha256 = ${blob.sha256}`
+        expect(rows.map((row) => [Number(row.chunks), Number(row.n)])).toEqual([[4, 4]])
+      }).pipe(Effect.provide(logAt(filename)))
+      // A new EventLog on the same file (the daemon after a restart, or `show`) reads the pieces.
+      const stored = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(logAt(filename)))
+      const bytes = Option.getOrThrow(stored)
+      expect(bytes.byteLength).toBe(large.byteLength)
+      expect(Buffer.compare(Buffer.from(bytes), Buffer.from(large))).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("a large one with a piece missing is a storage error, never bytes that are not the message", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "events.db")
+      const large = new Uint8Array(randomBytes(2 * 1024 * 1024 + 1))
+      const blob = { sha256: sha256(large), bytes: large }
+      yield* Effect.gen(function*() {
+        const log = yield* EventLog
+        yield* log.append({ stream: "a", expectedVersion: 0, events: [retrieved("1", blob.sha256)], blobs: [blob] })
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`DELETE FROM blob_chunks WHERE sha256 = ${blob.sha256} AND seq = 1`
+      }).pipe(Effect.provide(logAt(filename)))
+      const result = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(logAt(filename)), Effect.either)
+      expect(result._tag).toBe("Left")
+      expect(String((result as { left: { message: string } }).left.message)).toMatch(/incomplete/)
+    }).pipe(Effect.scoped))
+
   it.effect("are kept once when the same sha256 is stored twice", () =>
     Effect.gen(function*() {
       const log = yield* EventLog
