@@ -5,7 +5,6 @@
  */
 import { parentPort } from "node:worker_threads"
 import { type DecideOptions, decideMessage } from "./decide.js"
-import { decideLargeMessage, LARGE_PARSE_BYTES } from "./decideLarge.js"
 
 export interface DecideRequest {
   readonly id: number
@@ -14,9 +13,7 @@ export interface DecideRequest {
 }
 
 parentPort?.on("message", (request: DecideRequest) => {
-  // A large message is parsed as a stream, its attachments counted rather than kept.
-  const decide = request.raw.byteLength >= LARGE_PARSE_BYTES ? decideLargeMessage : decideMessage
-  void decide(request.raw, request.options).then((decision) => {
+  void decideMessage(request.raw, request.options).then((decision) => {
     // The CR LF copy travels back only when it differs from the original (shared, not copied,
     // when the original was on a SharedArrayBuffer).
     const reply = decision._tag === "Accept" && decision.crlf === request.raw

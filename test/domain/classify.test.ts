@@ -1,5 +1,4 @@
 import { Buffer } from "node:buffer"
-import { performance } from "node:perf_hooks"
 import { describe, expect, it } from "vitest"
 import { classify, type ClassifyOptions, rules, type Verdict } from "../../src/domain/classify.js"
 
