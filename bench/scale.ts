@@ -21,11 +21,13 @@
  * Options: --m 1000, --poll 10, --reconnect 30 (s), --tls implicit|none, --idle 30 (s),
  * --trickle 30 (s; 0 skips it), --every 100 (ms), --restart false (skips it), --use-dist, --keep,
  * --cpu-prof (the daemon runs under `node --cpu-prof` for its whole life; top functions after it
- * exits — run it with `--trickle 0 --restart false --idle 60` to see what idling costs).
+ * exits, for its whole life and for the idle window alone — run it with `--trickle 0 --restart
+ * false` to see what idling costs), --heap-snapshot (one V8 heap snapshot of the daemon right after
+ * the idle window, left in the scratch directory: use it with --keep).
  */
 import Database from "better-sqlite3"
 import { type ChildProcess, spawn } from "node:child_process"
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { basename, join } from "node:path"
 import { smtpQuarantine, writeConfig } from "../test/support/cli.js"
 import { type Dovecot, startDovecot } from "../test/support/dovecot.js"
@@ -59,6 +61,7 @@ const TRICKLE_SECONDS = numberOption("trickle", 30)
 const EVERY_MS = numberOption("every", 100)
 const KEEP = flag("keep")
 const CPU_PROF = flag("cpu-prof")
+const HEAP_SNAPSHOT = flag("heap-snapshot")
 const RESTART = option("restart", "true") !== "false"
 const CONNECT_TARGET_SECONDS = 60
 const CPU_TARGET_PERCENT = 5
@@ -165,6 +168,29 @@ const peakPerSecond = (timesMs: ReadonlyArray<number>): { peak: number; spreadSe
   return { peak: Math.max(...bins.values()), spreadSeconds: (Math.max(...timesMs) - Math.min(...timesMs)) / 1000 }
 }
 
+/** V8's profile clock (CLOCK_MONOTONIC, µs): the same clock as process.hrtime. */
+const monotonicMicros = (): number => Number(process.hrtime.bigint() / 1000n)
+
+/**
+ * Writes a copy of a .cpuprofile that keeps only the samples taken within [fromMicros, toMicros]
+ * (monotonic), so a phase (e.g. the idle window) can be summarized apart from start-up.
+ */
+const profileWindow = (file: string, fromMicros: number, toMicros: number, out: string): string => {
+  const profile = JSON.parse(readFileSync(file, "utf8")) as { samples: Array<number>; timeDeltas: Array<number>; startTime: number; endTime: number }
+  const samples: Array<number> = []
+  const timeDeltas: Array<number> = []
+  let t = profile.startTime
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i] ?? 0
+    if (t >= fromMicros && t <= toMicros) {
+      samples.push(profile.samples[i]!)
+      timeDeltas.push(profile.timeDeltas[i] ?? 0)
+    }
+  }
+  writeFileSync(out, JSON.stringify({ ...profile, samples, timeDeltas, startTime: fromMicros, endTime: toMicros }))
+  return out
+}
+
 const main = async () => {
   await ensureDovecotInstalled()
   const build = buildDaemon()
@@ -198,13 +224,17 @@ const main = async () => {
   })
   const reader = new LogReader(database)
   let daemon: ChildProcess | undefined
+  const idleWindow = { from: 0, to: 0 }
   const figures: Record<string, unknown> = {}
   try {
     // 1. Start-up ------------------------------------------------------------------------------
     const out = openSync(join(dir, "daemon.log"), "w")
     const started = Date.now()
     const profileDir = join(dir, "profile")
-    const nodeArgs = CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []
+    const nodeArgs = [
+      ...(CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []),
+      ...(HEAP_SNAPSHOT ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${dir}`] : [])
+    ]
     daemon = spawn(process.execPath, [...nodeArgs, build.bin, "run", "--config", config], {
       env: { ...process.env, MAILINTAKE_LOG_LEVEL: "info" },
       stdio: ["ignore", out, out]
@@ -241,11 +271,13 @@ const main = async () => {
     const cpu0 = cpuSecondsOf(pid)
     const dovecot0 = dovecotCpu(dovecot)
     const idleStart = performance.now()
+    idleWindow.from = monotonicMicros()
     const rss: Array<number> = []
     while (performance.now() - idleStart < IDLE_SECONDS * 1000) {
       rss.push(rssKiB(pid) / 1024)
       await sleep(1000)
     }
+    idleWindow.to = monotonicMicros()
     const idleElapsed = (performance.now() - idleStart) / 1000
     const cpu1 = cpuSecondsOf(pid)
     const dovecot1 = dovecotCpu(dovecot)
@@ -261,6 +293,13 @@ const main = async () => {
       eventsWrittenWhileIdle: reader.maxPosition() - positionBeforeIdle
     }
     figures.idle = idle
+    if (HEAP_SNAPSHOT) {
+      // After the CPU window: writing a snapshot of a few hundred MB takes seconds of CPU.
+      daemon.kill("SIGUSR2")
+      await waitFor("the heap snapshot", 120_000, () => readdirSync(dir).some((f) => f.endsWith(".heapsnapshot") && statSync(join(dir, f)).size > 0), 1000)
+      await sleep(5000)
+      log(`  heap snapshot written in ${dir} (keep it with --keep)`)
+    }
     log(`  idle: CPU ${idle.cpuPercentOfOneCore.toFixed(1)} % of a core, RSS ${idle.rssMiBAverage.toFixed(0)} MiB avg / ${idle.rssMiBMax.toFixed(0)} max; Dovecot ${idle.dovecotCpuPercentOfOneCore.toFixed(1)} %`)
 
     // 3. Trickle -------------------------------------------------------------------------------
@@ -347,8 +386,15 @@ const main = async () => {
     }
     if (CPU_PROF) {
       try {
-        const files = readdirSync(join(dir, "profile")).filter((f) => f.endsWith(".cpuprofile"))
-        if (files.length > 0) figures.profile = summarize(join(dir, "profile", files[0]!), 20)
+        // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (the parser workers have their own).
+        const files = readdirSync(join(dir, "profile")).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f))
+        if (files.length > 0) {
+          const file = join(dir, "profile", files[0]!)
+          figures.profile = summarize(file, 20)
+          if (idleWindow.to > idleWindow.from) {
+            figures.idleProfile = summarize(profileWindow(file, idleWindow.from, idleWindow.to, join(dir, "profile", "idle.cpuprofile")), 30)
+          }
+        }
       } catch (error) {
         log(`no profile: ${String(error)}`)
       }
@@ -386,6 +432,12 @@ const main = async () => {
     report += `\nThe daemon under node --cpu-prof, its whole life: ${profile.totalMs} ms of samples.\n`
     report += table("Self time by package", ["where", "self ms", "%"], profile.packages.map((p) => [p.name, p.selfMs, p.percent]))
     report += table("Top functions by self time", ["function", "where", "self ms", "%"], profile.functions.map((f) => [f.name, f.where, f.selfMs, f.percent]))
+  }
+  const idleProfile = figures.idleProfile as ReturnType<typeof summarize> | undefined
+  if (idleProfile !== undefined) {
+    report += `\nThe idle window only (${IDLE_SECONDS} s): ${idleProfile.totalMs} ms of samples.\n`
+    report += table("Idle: self time by package", ["where", "self ms", "%"], idleProfile.packages.map((p) => [p.name, p.selfMs, p.percent]))
+    report += table("Idle: top functions by self time", ["function", "where", "self ms", "%"], idleProfile.functions.map((f) => [f.name, f.where, f.selfMs, f.percent]))
   }
   process.stdout.write(report)
   const file = writeResults("scale", {

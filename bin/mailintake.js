@@ -1,3 +1,3 @@
 #!/usr/bin/env node
-// The compiled CLI (npm ci runs the build through `prepare`).
-import "../dist/main.js"
+// The bundled CLI (npm ci runs the build through `prepare`; scripts/bundle.ts says why a bundle).
+import "../dist/bundle/mailintake.js"

@@ -3,7 +3,10 @@
  * Exit codes: 0 ok, 1 failure (e.g. a mailbox not reached with --once), 2 bad configuration.
  */
 import { Command } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+// Modules, not the package index: the index loads every platform module (HTTP, sockets,
+// cluster…), some 25 MB of a daemon's memory.
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Logger, LogLevel, Option } from "effect"
 import { checkConfig } from "./cli/checkConfig.js"
 import { events } from "./cli/events.js"

@@ -8,6 +8,7 @@ import * as os from "node:os"
 import { dirname, join, relative, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import ts from "typescript"
+import { bundle } from "../../scripts/bundle.js"
 import { findDovecot } from "../../scripts/ensureDovecot.js"
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..")
@@ -207,13 +208,6 @@ export interface Build {
   readonly cleanup: () => void
 }
 
-const tsFiles = (dir: string): Array<string> =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory()
-      ? tsFiles(join(dir, entry.name))
-      : entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts") ? [join(dir, entry.name)] : []
-  )
-
 const transpile = (from: string, to: string): void => {
   const out = ts.transpileModule(readFileSync(from, "utf8"), {
     fileName: from,
@@ -230,7 +224,7 @@ const transpile = (from: string, to: string): void => {
 }
 
 /**
- * Compiles src/ (transpile only: every module is isolated) into a private directory with its
+ * Bundles src/ (scripts/bundle.ts, as `npm run build` does) into a private directory with its
  * own bin/ and migrations/, so a benchmark measures one consistent build of the daemon even
  * while others rebuild dist/ or edit src/. `--use-dist` runs the repository's bin/ instead
  * (after `npm run build`).
@@ -250,13 +244,12 @@ export const buildDaemon = (benchHelpers: ReadonlyArray<string> = []): Build => 
     if (built.status !== 0) throw new Error("npm run build failed")
   } else {
     const started = Date.now()
-    const src = join(REPO, "src")
-    for (const file of tsFiles(src)) transpile(file, join(dir, "dist", relative(src, file)).replace(/\.ts$/, ".js"))
+    bundle(join(dir, "dist", "bundle"), REPO)
     cpSync(join(REPO, "migrations"), join(dir, "migrations"), { recursive: true })
     mkdirSync(join(dir, "bin"))
     bin = join(dir, "bin", "mailintake.js")
-    writeFileSync(bin, `import "../dist/main.js"\n`)
-    log(`compiled src/ into ${relative(REPO, dir)} in ${Date.now() - started} ms`)
+    writeFileSync(bin, `import "../dist/bundle/mailintake.js"\n`)
+    log(`bundled src/ into ${relative(REPO, dir)} in ${Date.now() - started} ms`)
   }
   return {
     dir,

@@ -1,11 +1,18 @@
 /**
  * Summarises a V8 .cpuprofile (`node --cpu-prof`): self time by function and by package.
  */
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
+import { SourceMap } from "node:module"
+import { fileURLToPath } from "node:url"
 
 interface ProfileNode {
   readonly id: number
-  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number }
+  readonly callFrame: {
+    readonly functionName: string
+    readonly url: string
+    readonly lineNumber: number
+    readonly columnNumber: number
+  }
   readonly children?: ReadonlyArray<number>
 }
 
@@ -36,7 +43,32 @@ export const packageOf = (url: string, functionName: string): string => {
   return url.replace(/^file:\/\//, "")
 }
 
+/**
+ * The daemon runs as a bundle (scripts/bundle.ts): a frame in it is mapped back, through the
+ * bundle's source map, to the source file (and so the package) it came from.
+ */
+const sourceMapped = () => {
+  const maps = new Map<string, SourceMap | undefined>()
+  const mapOf = (url: string): SourceMap | undefined => {
+    if (!maps.has(url)) {
+      const file = url.startsWith("file://") ? fileURLToPath(url) : url
+      maps.set(url, existsSync(`${file}.map`) ? new SourceMap(JSON.parse(readFileSync(`${file}.map`, "utf8"))) : undefined)
+    }
+    return maps.get(url)
+  }
+  return (frame: ProfileNode["callFrame"]): { url: string; lineNumber: number } => {
+    const map = frame.url.endsWith(".js") ? mapOf(frame.url) : undefined
+    const entry = map?.findEntry(frame.lineNumber, frame.columnNumber) as
+      | { originalSource?: string; originalLine?: number }
+      | undefined
+    return entry?.originalSource !== undefined
+      ? { url: entry.originalSource, lineNumber: entry.originalLine ?? 0 }
+      : { url: frame.url, lineNumber: frame.lineNumber }
+  }
+}
+
 export const summarize = (file: string, top = 20): ProfileSummary => {
+  const original = sourceMapped()
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile
   const byId = new Map(profile.nodes.map((node) => [node.id, node]))
   const self = new Map<number, number>()
@@ -49,7 +81,8 @@ export const summarize = (file: string, top = 20): ProfileSummary => {
   const packages = new Map<string, number>()
   for (const [id, micros] of self) {
     const node = byId.get(id)!
-    const { functionName, url, lineNumber } = node.callFrame
+    const { functionName } = node.callFrame
+    const { lineNumber, url } = original(node.callFrame)
     const name = functionName === "" ? "(anonymous)" : functionName
     const short = url.replace(/^file:\/\/.*?node_modules\//, "").replace(/^file:\/\/.*?\/(dist|src)\//, "$1/")
     const where = url === "" ? "" : `${short}:${lineNumber + 1}`

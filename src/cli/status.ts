@@ -3,7 +3,7 @@
  * rebuilt by replaying each mailbox's stream.
  */
 import { Command } from "@effect/cli"
-import { Console, Effect } from "effect"
+import { Clock, Console, Effect } from "effect"
 import { CONFIG_STREAM } from "../domain/events.js"
 import type { MailboxState } from "../domain/state.js"
 import { EventLog } from "../eventlog/EventLog.js"
@@ -15,6 +15,11 @@ export interface MailboxStatus {
   readonly connection: string
   readonly since: string | null
   readonly lastPoll: string | null
+  /**
+   * Connected by the log, but no poll recorded for three polling intervals: the daemon is
+   * probably not running (the log cannot say "disconnected" for a process that was killed).
+   */
+  readonly stale: boolean
   readonly counts: MailboxState["counts"] & { readonly pending: number; readonly awaitingQuarantine: number }
   readonly quarantinedByReason: MailboxState["quarantinedByReason"]
   readonly lastError: string | null
@@ -23,13 +28,21 @@ export interface MailboxStatus {
 
 const iso = (date: Date | undefined) => (date === undefined ? null : date.toISOString())
 
+/** Poll times reach the database every few seconds (EventLog's heartbeat flush). */
+const HEARTBEAT_SLACK_MILLIS = 10_000
+
 export const describeStatus = (
   mailbox: string,
   configuration: string | undefined,
   state: MailboxState,
-  lastPoll: Date | undefined
+  lastPoll: Date | undefined,
+  pollingIntervalSeconds: number | undefined,
+  now: Date
 ): MailboxStatus => {
   const pending = [...state.inFlight.values()]
+  const since = lastPoll ?? state.connection.since
+  const stale = state.connection.state === "connected" && pollingIntervalSeconds !== undefined && since !== undefined &&
+    now.getTime() - since.getTime() > 3 * pollingIntervalSeconds * 1000 + HEARTBEAT_SLACK_MILLIS
   return {
     mailbox,
     configuration: configuration ?? null,
@@ -38,6 +51,7 @@ export const describeStatus = (
       : state.connection.state,
     since: iso(state.connection.since),
     lastPoll: iso(lastPoll),
+    stale,
     counts: {
       ...state.counts,
       pending: pending.length,
@@ -54,7 +68,7 @@ const table = (rows: ReadonlyArray<MailboxStatus>): string => {
   const lines = rows.map((row) => [
     row.mailbox,
     row.connection,
-    row.lastPoll ?? "never",
+    (row.lastPoll ?? "never") + (row.stale ? " (stale: daemon not running?)" : ""),
     String(row.counts.retrieved),
     String(row.counts.accepted),
     String(row.counts.quarantined) +
@@ -75,12 +89,20 @@ export const status = Command.make("status", { config: configOption, json: jsonO
   withEventLog(config, (loaded) =>
     Effect.gen(function*() {
       const log = yield* EventLog
-      const configured = new Map(loaded.plan.mailboxes.map((plan) => [plan.id, plan.configuration]))
+      const configured = new Map(loaded.plan.mailboxes.map((plan) => [plan.id, plan]))
       const streams = new Set([...configured.keys(), ...(yield* log.streams).filter((stream) => stream !== CONFIG_STREAM)])
       const polls = yield* log.lastPolls
       const rows: Array<MailboxStatus> = []
       for (const stream of [...streams].sort()) {
-        rows.push(describeStatus(stream, configured.get(stream), yield* log.replay(stream), polls.get(stream)))
+        const plan = configured.get(stream)
+        rows.push(describeStatus(
+          stream,
+          plan?.configuration,
+          yield* log.replay(stream),
+          polls.get(stream),
+          plan?.pollingIntervalSeconds,
+          new Date(yield* Clock.currentTimeMillis)
+        ))
       }
       yield* Console.log(json ? JSON.stringify(rows, null, 2) : table(rows))
     }))).pipe(Command.withDescription("show each mailbox's connection, last poll, counts and last error"))

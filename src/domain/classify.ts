@@ -228,6 +228,23 @@ export const rules: ReadonlyArray<Rule> = [
     }
   },
 
+  {
+    id: "read-receipt",
+    reason: "auto-response",
+    source: "RFC 8098 §3 (a message disposition notification is sent automatically; RFC 3834 §2)",
+    test: (headers) => {
+      // A read receipt answers a message an agent already has: as a ticket it is noise, like an
+      // out-of-office reply. Only the top-level report counts; a receipt forwarded by a person
+      // is ordinary mail.
+      const contentType = headers.get("content-type")
+      if (contentType === undefined) return undefined
+      const { params, value } = parseStructuredValue(contentType)
+      return value === "multipart/report" && params.get("report-type")?.toLowerCase() === "disposition-notification"
+        ? show("Content-Type", contentType)
+        : undefined
+    }
+  },
+
   // After the auto-response rows: a null reverse-path is used by every automatic
   // message, not only by bounces (RFC 5321 §4.5.5; RFC 3834 §3.3 and RFC 5230 §5.1
   // ask autoresponders for it too), so it names the reason only when nothing more

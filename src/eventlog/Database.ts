@@ -1,5 +1,5 @@
 /**
- * The SQLite database behind the event log: opened in WAL mode with synchronous=FULL (a
+ * The SQLite database behind the event log: opened in WAL mode (64 KiB pages) with synchronous=FULL (a
  * committed event survives a power cut, not only a process crash), migrated at start.
  */
 import { Migrator } from "@effect/sql"
@@ -51,15 +51,26 @@ const runMigrations = Migrator.make({})({ loader: sqlFileLoader(migrationsDirect
   Effect.retry({ times: 10, schedule: Schedule.spaced("300 millis") })
 )
 
-/** Pragmas for durability and for readers (the CLI) running beside the daemon. */
+/**
+ * Pragmas for durability, speed and readers (the CLI) running beside the daemon.
+ *
+ * Pages of 64 KiB: a raw message (20 KB on average, megabytes at times) is a chain of
+ * overflow pages, each written to the WAL with its own frame header and checksum; with the
+ * default 4 KiB pages SQLite spent about twice as long writing the same bytes. The page size
+ * can only be set before the file is in WAL mode, hence WAL is switched on here, after it (a
+ * no-op for an existing database, which keeps its page size).
+ */
 const configure = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* sql.unsafe("PRAGMA synchronous = FULL")
   yield* sql.unsafe("PRAGMA busy_timeout = 10000")
+  yield* sql.unsafe("PRAGMA page_size = 65536")
+  yield* sql.unsafe("PRAGMA journal_mode = WAL")
+  yield* sql.unsafe("PRAGMA cache_size = -16384")
+  yield* sql.unsafe("PRAGMA synchronous = FULL")
   yield* sql.unsafe("PRAGMA foreign_keys = ON")
 })
 
 export const layer = (filename: string): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, unknown> =>
   Layer.effectDiscard(Effect.zipRight(configure, runMigrations)).pipe(
-    Layer.provideMerge(SqliteClient.layer({ filename }))
+    Layer.provideMerge(SqliteClient.layer({ filename, disableWAL: true }))
   )

@@ -54,15 +54,17 @@ interface EventRow {
   readonly at: string
 }
 
-// One encoder per event type: encoding through the union would first search for the member,
-// a cost paid several times per message.
-const encoders = new Map(
-  MailboxEvent.members.map((member) => [member.identifier, Schema.encodeSync(member as Schema.Schema<MailboxEvent, any>)])
-)
 const decodeEvent = Schema.decodeUnknownSync(MailboxEvent)
 
-const toPayload = (event: MailboxEvent): string => {
-  const { _tag, ...fields } = encoders.get(event._tag)!(event) as { _tag: string }
+/**
+ * The stored payload: the event's fields without its tag (the tag has its own column). Every
+ * event field is identity-encoded (strings, numbers, null, arrays and structs of them) and a
+ * TaggedClass is validated when it is constructed, so the fields as they are ARE the encoded
+ * form; running the Schema encoder again cost a validation per event on the hot path. The test
+ * "the payload is the Schema encoding" holds this for every event type.
+ */
+export const toPayload = (event: MailboxEvent): string => {
+  const { _tag, ...fields } = event
   return JSON.stringify(fields)
 }
 
@@ -83,6 +85,16 @@ const fromRow = (row: EventRow): StoredEvent => ({
 export const FOLDED_PAYLOAD =
   "CASE type WHEN 'MessageAccepted' THEN json_object('ref', payload -> 'ref', 'sha256', payload -> 'sha256', 'messageId', payload -> 'messageId') ELSE payload END"
 
+/** A raw message larger than this is stored in pieces of CHUNK_BYTES (migration 0002). */
+const CHUNKED_ABOVE = 1024 * 1024
+const CHUNK_BYTES = 1024 * 1024
+/** Pieces read back per SELECT. */
+const CHUNK_PAGE = 16
+
+const bufferOf = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+/** A plain Uint8Array over the same bytes (no copy). */
+const viewOf = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
 /** Rows per INSERT: well under SQLite's limit on bound parameters. */
 const INSERT_CHUNK = 200
 const REPLAY_PAGE = 20_000
@@ -101,6 +113,32 @@ const committed = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
+  /** Raw messages, content-addressed: a small one in one row, a large one in pieces. */
+  const insertBlobs = (blobs: ReadonlyArray<Blob>) =>
+    Effect.gen(function*() {
+      const whole = blobs.filter((blob) => blob.bytes.byteLength <= CHUNKED_ABOVE).map((blob) => {
+        const content = bufferOf(blob.bytes)
+        return { sha256: blob.sha256, size: content.byteLength, content }
+      })
+      for (let start = 0; start < whole.length; start += INSERT_CHUNK) {
+        yield* sql`INSERT INTO blobs ${sql.insert(whole.slice(start, start + INSERT_CHUNK))} ON CONFLICT (sha256) DO NOTHING`
+      }
+      for (const blob of blobs) {
+        if (blob.bytes.byteLength <= CHUNKED_ABOVE) continue
+        const content = bufferOf(blob.bytes)
+        const chunks = Math.ceil(content.byteLength / CHUNK_BYTES)
+        const inserted = yield* sql`INSERT INTO blobs ${
+          sql.insert({ sha256: blob.sha256, size: content.byteLength, content: Buffer.alloc(0), chunks })
+        } ON CONFLICT (sha256) DO NOTHING RETURNING sha256`
+        // Already stored (the same bytes, retrieved before): its pieces are there too.
+        if (inserted.length === 0) continue
+        for (let seq = 0; seq < chunks; seq++) {
+          const piece = content.subarray(seq * CHUNK_BYTES, (seq + 1) * CHUNK_BYTES)
+          yield* sql`INSERT INTO blob_chunks ${sql.insert({ sha256: blob.sha256, seq, content: piece })}`
+        }
+      }
+    })
+
   const appendOne = (request: AppendRequest, at: string) =>
     Effect.gen(function*() {
       const current = yield* sql<{ version: number }>`SELECT version FROM streams WHERE stream = ${request.stream}`
@@ -112,13 +150,7 @@ const make = Effect.gen(function*() {
           actual
         })
       }
-      const blobs = (request.blobs ?? []).map((blob) => {
-        const content = Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength)
-        return { sha256: blob.sha256, size: content.byteLength, content }
-      })
-      for (let start = 0; start < blobs.length; start += INSERT_CHUNK) {
-        yield* sql`INSERT INTO blobs ${sql.insert(blobs.slice(start, start + INSERT_CHUNK))} ON CONFLICT (sha256) DO NOTHING`
-      }
+      yield* insertBlobs(request.blobs ?? [])
       const stored: Array<StoredEvent> = []
       const rows = request.events.map((event, i) => ({
         stream: request.stream,
@@ -144,18 +176,13 @@ const make = Effect.gen(function*() {
           })
         )
       }
-      for (const { event, position } of stored) {
-        if (event._tag === "MessageAccepted") {
-          yield* sql`INSERT INTO accepted_messages ${
-            sql.insert({
-              stream: request.stream,
-              sha256: event.sha256,
-              message_id: event.messageId,
-              ref: event.ref,
-              position
-            })
-          }`
-        }
+      const accepted = stored.flatMap(({ event, position }) =>
+        event._tag === "MessageAccepted"
+          ? [{ stream: request.stream, sha256: event.sha256, message_id: event.messageId, ref: event.ref, position }]
+          : []
+      )
+      for (let start = 0; start < accepted.length; start += INSERT_CHUNK) {
+        yield* sql`INSERT INTO accepted_messages ${sql.insert(accepted.slice(start, start + INSERT_CHUNK))}`
       }
       const version = request.expectedVersion + request.events.length
       yield* sql`INSERT INTO streams ${sql.insert({ stream: request.stream, version })}
@@ -167,7 +194,9 @@ const make = Effect.gen(function*() {
   const appendAll = (requests: ReadonlyArray<AppendRequest>) =>
     Effect.gen(function*() {
       const at = new Date(yield* Clock.currentTimeMillis).toISOString()
-      return yield* committed(sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at))))
+      const appended = yield* committed(sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at))))
+      for (const request of requests) request.blobs?.forEach(remember)
+      return appended
     })
 
   const append = (request: AppendRequest) => Effect.map(appendAll([request]), (results) => results[0]!)
@@ -276,10 +305,55 @@ const make = Effect.gen(function*() {
     Effect.map((rows) => rows.map((row) => row.stream))
   )
 
-  const blob = (sha256: string) =>
-    sql<{ content: Uint8Array }>`SELECT content FROM blobs WHERE sha256 = ${sha256}`.pipe(
-      Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => new Uint8Array(row.content)))
-    )
+  // A large message just appended is usually still in memory (its batch is being processed):
+  // reading it back from the log for its quarantine notice would hold it twice. Weakly held,
+  // and only once committed, so this never keeps a message alive nor shows one not in the log.
+  const recent = new Map<string, WeakRef<Uint8Array>>()
+  const forget = new FinalizationRegistry<string>((sha256) => {
+    if (recent.get(sha256)?.deref() === undefined) recent.delete(sha256)
+  })
+  const remember = (blob: Blob) => {
+    if (blob.bytes.byteLength <= CHUNKED_ABOVE || recent.get(blob.sha256)?.deref() !== undefined) return
+    recent.set(blob.sha256, new WeakRef(blob.bytes))
+    forget.register(blob.bytes, blob.sha256)
+  }
+
+  /** A stored message's pieces, a page at a time, into one buffer (shared: a parser worker reads it as is). */
+  const readChunks = (sha256: string, size: number, chunks: number) =>
+    Effect.gen(function*() {
+      const out = new Uint8Array(new SharedArrayBuffer(size))
+      let offset = 0
+      for (let first = 0; first < chunks; first += CHUNK_PAGE) {
+        const rows = yield* sql<{ seq: number; content: Uint8Array }>`SELECT seq, content FROM blob_chunks
+          WHERE sha256 = ${sha256} AND seq >= ${first} AND seq < ${first + CHUNK_PAGE} ORDER BY seq`
+        for (const [i, row] of rows.entries()) {
+          if (Number(row.seq) !== first + i || offset + row.content.byteLength > size) break
+          out.set(row.content, offset)
+          offset += row.content.byteLength
+        }
+        if (rows.length !== Math.min(CHUNK_PAGE, chunks - first)) break
+      }
+      if (offset !== size) {
+        return yield* new SqlError({ message: `raw message ${sha256} is incomplete in the event log: ${offset} of ${size} bytes` })
+      }
+      return out
+    })
+
+  const blob = (sha256: string): Effect.Effect<Option.Option<Uint8Array>, SqlError> =>
+    Effect.suspend(() => {
+      const cached = recent.get(sha256)?.deref()
+      if (cached !== undefined) return Effect.succeed(Option.some(viewOf(cached)))
+      return sql<{ size: number; chunks: number; content: Uint8Array }>`SELECT size, chunks, content FROM blobs
+        WHERE sha256 = ${sha256}`.pipe(
+        Effect.flatMap((rows) => {
+          const row = rows[0]
+          if (row === undefined) return Effect.succeed(Option.none())
+          return Number(row.chunks) > 0
+            ? Effect.map(readChunks(sha256, Number(row.size), Number(row.chunks)), Option.some)
+            : Effect.succeed(Option.some(viewOf(row.content)))
+        })
+      )
+    })
 
   // Last-poll times are kept here and written together every few seconds: with a thousand
   // mailboxes, a write (and an fsync) per poll was most of the daemon's idle CPU.

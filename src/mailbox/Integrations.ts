@@ -3,7 +3,7 @@
  * quarantine type picks the `QuarantineSink`. Tests swap this service to run the real actor
  * over other sources and sinks.
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Context, Layer } from "effect"
 import type { MailboxPlan } from "../domain/plan.js"
 import * as GraphQuarantine from "../quarantine/graph/GraphQuarantine.js"

@@ -454,11 +454,20 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
           yield* Effect.logInfo(`connected to ${opened.server}`)
         }
         yield* Ref.set(reached, true)
-        const pollOnce = processor.poll(opened)
-        if (options.once || opened.removalEndsSession === true) return yield* Effect.asVoid(pollOnce)
-        // The session ends when a poll fails or the connection drops between polls.
+        const fullPoll = processor.poll(opened)
+        if (options.once || opened.removalEndsSession === true) return yield* Effect.asVoid(fullPoll)
+        // An idle poll: nothing of ours unfinished and the source reports no change since its
+        // last listing (IMAP: the NOOP brought no news) — the whole poll would find nothing.
+        const { unchanged } = opened
+        const pollOnce = unchanged === undefined ? fullPoll : Effect.flatMap(Ref.get(stateRef), (state) =>
+          state.inFlight.size > 0
+            ? fullPoll
+            : Effect.flatMap(unchanged, (same) => (same ? log.recordPoll(plan.id) : fullPoll)))
+        // Polls start every interval (not an interval after the previous one ended), so a new
+        // message waits at most one interval plus the poll; a poll that overruns is followed
+        // by the next at once. The session ends when a poll fails or the connection drops.
         return yield* Effect.raceFirst(
-          pollOnce.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(plan.pollingIntervalSeconds))), Effect.asVoid),
+          pollOnce.pipe(Effect.repeat(Schedule.fixed(Duration.seconds(plan.pollingIntervalSeconds))), Effect.asVoid),
           opened.closed
         )
       })

@@ -9,8 +9,29 @@ import { existsSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
-import { type DecideOptions, type Decision, decideMessage, tooLarge } from "./decide.js"
+import type { DecideOptions, Decision } from "./decide.js"
 import type { DecideRequest } from "./parserWorker.js"
+
+/**
+ * The decision core (classification, mailparser) is loaded on this thread only when a message
+ * needs it: a daemon with nothing to do, or only too-large messages, never pays for mailparser.
+ */
+let core: Promise<typeof import("./decide.js")> | undefined
+const loadCore = () => (core ??= import("./decide.js"))
+
+/** From this size on, a message not already on a SharedArrayBuffer is copied onto one to reach a worker. */
+const SHARE_FROM_BYTES = 1024 * 1024
+
+/**
+ * The bytes a worker is sent. Structured cloning copies a message (twice, for a moment); a
+ * SharedArrayBuffer is shared. The sources assemble large messages on one already.
+ */
+const forWorker = (raw: Uint8Array): Uint8Array => {
+  if (raw.byteLength < SHARE_FROM_BYTES || raw.buffer instanceof SharedArrayBuffer) return raw
+  const shared = new Uint8Array(new SharedArrayBuffer(raw.byteLength))
+  shared.set(raw)
+  return shared
+}
 
 export class Decider extends Context.Tag("mailintake/Decider")<Decider, {
   /** The decisions for these messages, in order. Never fails. */
@@ -25,7 +46,7 @@ const warnIfFailed = (decision: Decision) =>
 
 /** The Effect form of `decideMessage`. */
 export const decide = (raw: Uint8Array, options: DecideOptions): Effect.Effect<Decision> =>
-  Effect.promise(() => decideMessage(raw, options)).pipe(Effect.tap(warnIfFailed))
+  Effect.promise(() => loadCore().then(({ decideMessage }) => decideMessage(raw, options))).pipe(Effect.tap(warnIfFailed))
 
 /** On the calling thread, one message after the other. */
 export const inline = Layer.succeed(Decider, {
@@ -40,15 +61,16 @@ interface Pending {
   readonly timer: NodeJS.Timeout
 }
 
-/** One worker and the requests it is working on. */
+/**
+ * One worker and the requests it is working on. The thread starts with its first message (a
+ * worker with mailparser loaded is some 40 MB), and after a crash with the next one.
+ */
 class PoolWorker {
-  private worker: Worker
+  private worker: Worker | undefined
   private readonly pending = new Map<number, Pending>()
   private nextId = 0
 
-  constructor(private readonly script: URL) {
-    this.worker = this.spawn()
-  }
+  constructor(private readonly script: URL) {}
 
   private spawn(): Worker {
     const worker = new Worker(this.script)
@@ -68,11 +90,11 @@ class PoolWorker {
     return worker
   }
 
-  /** Fails everything in flight on this worker and starts a new one. */
+  /** Fails everything in flight on this worker and stops it; the next message starts a new one. */
   private replace(detail: string) {
     const old = this.worker
-    this.worker = this.spawn()
-    void old.terminate()
+    this.worker = undefined
+    void old?.terminate()
     for (const [id, pending] of this.pending) {
       clearTimeout(pending.timer)
       this.pending.delete(id)
@@ -94,13 +116,14 @@ class PoolWorker {
         options.parseTimeoutMillis + 1_000
       )
       this.pending.set(id, { raw, resolve, timer })
-      this.worker.postMessage({ id, raw, options } satisfies DecideRequest)
+      this.worker ??= this.spawn()
+      this.worker.postMessage({ id, raw: forWorker(raw), options } satisfies DecideRequest)
     })
   }
 
   close() {
     for (const pending of this.pending.values()) clearTimeout(pending.timer)
-    return this.worker.terminate()
+    return this.worker?.terminate()
   }
 }
 
@@ -126,7 +149,9 @@ export const workerPool = (size = defaultPoolSize(), workerScript = compiledWork
         return {
           decideAll: (raws, options) =>
             Effect.promise(() =>
-              Promise.all(raws.map((raw) => tooLarge(raw, options) ?? leastBusy().decide(raw, options)))
+              loadCore().then(({ tooLarge }) =>
+                Promise.all(raws.map((raw) => tooLarge(raw, options) ?? leastBusy().decide(raw, options)))
+              )
             ).pipe(Effect.tap((decisions) =>
               Effect.forEach(decisions.filter((decision) => decision._tag === "Quarantine"), warnIfFailed)
             ))

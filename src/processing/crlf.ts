@@ -15,9 +15,30 @@ export const hasOnlyCrlf = (bytes: Uint8Array): boolean => {
   return true
 }
 
+/** How many line endings are a bare CR or a bare LF: each becomes one byte longer. */
+const bareEndings = (bytes: Uint8Array): number => {
+  let count = 0
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]
+    if (byte === CR) {
+      if (bytes[i + 1] === LF) i++
+      else count++
+    } else if (byte === LF) {
+      count++
+    }
+  }
+  return count
+}
+
+/**
+ * The output is allocated at its exact size (a large message must not cost twice its size),
+ * and on a SharedArrayBuffer when the input is on one: the parser worker then hands it back to
+ * the main thread without a copy.
+ */
 export const toCrlf = (bytes: Uint8Array): Uint8Array => {
   if (hasOnlyCrlf(bytes)) return bytes
-  const out = Buffer.allocUnsafe(bytes.length * 2)
+  const size = bytes.length + bareEndings(bytes)
+  const out = bytes.buffer instanceof SharedArrayBuffer ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafe(size)
   let n = 0
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i]!
@@ -32,7 +53,7 @@ export const toCrlf = (bytes: Uint8Array): Uint8Array => {
       out[n++] = byte
     }
   }
-  return out.subarray(0, n)
+  return out
 }
 
 export const textToCrlf = (text: string): string => text.replace(/\r\n|\r|\n/g, "\r\n")

@@ -39,26 +39,29 @@ export const tooLarge = (raw: Uint8Array, options: DecideOptions): Decision | un
     }
     : undefined
 
-/** A plain timer race: mailparser works on a stream, so the timer can fire between chunks. */
-const withTimeout = <A>(promise: Promise<A>, millis: number): Promise<A> => {
+/** A timer that rejects (a plain timer: mailparser works on a stream, so it can fire between pieces). */
+const deadline = (millis: number) => {
   let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`parsing took longer than ${millis} ms`)), millis)
-    })
-  ]).finally(() => clearTimeout(timer))
+  const promise = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`parsing took longer than ${millis} ms`)), millis)
+  })
+  promise.catch(() => {})
+  return { promise, clear: () => clearTimeout(timer) }
 }
 
 export const decideMessage = async (raw: Uint8Array, options: DecideOptions): Promise<Decision> => {
+  const timer = deadline(options.parseTimeoutMillis)
   try {
     const large = tooLarge(raw, options)
     if (large !== undefined) return large
     const verdict = classify(raw, { quarantineListMail: options.quarantineListMail })
     if (verdict._tag === "Quarantine") return { _tag: "Quarantine", reason: verdict.reason, detail: verdict.detail }
-    const summary = await withTimeout(summarize(raw), options.parseTimeoutMillis)
+    // The deadline also stops the parser, so a message over its time leaves nothing running.
+    const summary = await Promise.race([summarize(raw, timer.promise), timer.promise])
     return { _tag: "Accept", summary, crlf: toCrlf(raw) }
   } catch (error) {
     return { _tag: "Quarantine", reason: "processing-error", detail: oneLine(error instanceof Error ? `${error.name}: ${error.message}` : String(error)) }
+  } finally {
+    timer.clear()
   }
 }

@@ -14,7 +14,8 @@ export interface DecideRequest {
 
 parentPort?.on("message", (request: DecideRequest) => {
   void decideMessage(request.raw, request.options).then((decision) => {
-    // The CR LF copy travels back only when it differs from the original.
+    // The CR LF copy travels back only when it differs from the original (shared, not copied,
+    // when the original was on a SharedArrayBuffer).
     const reply = decision._tag === "Accept" && decision.crlf === request.raw
       ? { id: request.id, decision: { ...decision, crlf: undefined } }
       : { id: request.id, decision }

@@ -1,7 +1,14 @@
 /**
  * The parsed summary a `MessageAccepted` event carries, from mailparser.
+ *
+ * mailparser's streaming `MailParser` is fed the message a piece at a time and each
+ * attachment's bytes are counted as they pass, never kept: `simpleParser` would keep every
+ * attachment (and join its pieces once more) only for its size, so a 200 MB attachment would
+ * cost twice its decoded size. The summary is the one simpleParser's fields give (a test holds
+ * the two equal on every kind of message).
  */
-import { simpleParser, type AddressObject } from "mailparser"
+import { type AddressObject, type HeaderValue, MailParser } from "mailparser"
+import { Readable } from "node:stream"
 import { textToCrlf } from "./crlf.js"
 
 export interface Summary {
@@ -15,40 +22,105 @@ export interface Summary {
   readonly body: string
 }
 
-const addresses = (field: AddressObject | ReadonlyArray<AddressObject> | undefined): Array<string> => {
-  if (field === undefined) return []
-  const objects = Array.isArray(field) ? field : [field as AddressObject]
-  return objects.flatMap((object) => object.value.flatMap(flatten))
+/** Bytes handed to the parser per write. */
+const FEED_BYTES = 256 * 1024
+
+// mailparser's fields are not always what its types say (a part with an empty Content-Type
+// has contentType false, a broken address header is no AddressObject): everything is coerced,
+// so a broken part cannot break the event.
+
+const addresses = (field: HeaderValue | undefined): Array<string> => {
+  if (field === undefined || typeof field !== "object" || field === null) return []
+  const objects = (Array.isArray(field) ? field : [field]) as Array<AddressObject>
+  return objects.flatMap((object) => (Array.isArray(object?.value) ? object.value.flatMap(flatten) : []))
 }
 
 type Entry = AddressObject["value"][number]
 const flatten = (entry: Entry): Array<string> =>
   entry.group !== undefined ? entry.group.flatMap(flatten) : entry.address ? [entry.address] : entry.name ? [entry.name] : []
 
-export const summarize = async (raw: Uint8Array): Promise<Summary> => {
-  const parsed = await simpleParser(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), {
-    skipHtmlToText: false,
-    skipImageLinks: true,
-    skipTextToHtml: true,
-    skipTextLinks: true
-  })
-  const date = parsed.date !== undefined && !Number.isNaN(parsed.date.getTime()) ? parsed.date.toISOString() : null
-  return {
-    messageId: parsed.messageId ?? "",
-    from: addresses(parsed.from)[0] ?? "",
-    to: addresses(parsed.to),
-    cc: addresses(parsed.cc),
-    subject: typeof parsed.subject === "string" ? parsed.subject : "",
-    date,
-    // mailparser's fields are not always what its types say (a part with an empty
-    // Content-Type has contentType false): coerce, so a broken part cannot break the event.
-    attachments: parsed.attachments.map((attachment) => ({
-      filename: typeof attachment.filename === "string" ? attachment.filename : "",
-      contentType: typeof attachment.contentType === "string" && attachment.contentType !== ""
-        ? attachment.contentType
-        : "application/octet-stream",
-      size: Number.isFinite(attachment.size) ? attachment.size : (attachment.content?.length ?? 0)
-    })),
-    body: textToCrlf(parsed.text ?? "")
-  }
+/** The message as a stream of views of its bytes (no copy). */
+const pieces = (raw: Uint8Array): Readable =>
+  Readable.from((function*() {
+    for (let offset = 0; offset < raw.byteLength; offset += FEED_BYTES) {
+      yield Buffer.from(raw.buffer, raw.byteOffset + offset, Math.min(FEED_BYTES, raw.byteLength - offset))
+    }
+  })(), { objectMode: false })
+
+/**
+ * The Date header's value when it is a date. mailparser puts the time of parsing in place of
+ * a Date it cannot read; the summary says null instead (as it does for a message without one).
+ */
+export const headerDate = (lines: ReadonlyArray<{ readonly key: string; readonly line: string }>): Date | undefined => {
+  const line = lines.find((header) => header.key === "date")?.line
+  if (line === undefined) return undefined
+  const date = new Date(line.slice(line.indexOf(":") + 1).replace(/\s+/g, " ").trim())
+  return Number.isNaN(date.getTime()) ? undefined : date
 }
+
+/** The summary of a message. `stop`, when it rejects, ends the parse early (a timeout). */
+export const summarize = (raw: Uint8Array, stop?: Promise<never>): Promise<Summary> =>
+  new Promise<Summary>((resolve, reject) => {
+    const parser = new MailParser({ skipHtmlToText: false, skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true })
+    const input = pieces(raw)
+    let settled = false
+    const fail = (error: unknown) => {
+      if (settled) return
+      settled = true
+      input.destroy()
+      parser.destroy()
+      reject(error)
+    }
+    stop?.catch(fail)
+    let headers: Map<string, HeaderValue> = new Map()
+    let date: Date | undefined
+    let text: string | undefined
+    const attachments: Array<Summary["attachments"][number]> = []
+    parser.on("error", fail)
+    parser.on("headers", (value) => {
+      headers = value
+    })
+    parser.on("headerLines", (lines) => {
+      date = headerDate(lines)
+    })
+    parser.on("data", (data) => {
+      if (data.type === "text") {
+        if (typeof data.text === "string") text = data.text
+        return
+      }
+      // Counted as it passes, then let go: only the size goes into the summary.
+      const attachment = data
+      let counted = 0
+      attachment.content.on("data", (chunk: Buffer) => {
+        counted += chunk.length
+      })
+      attachment.content.on("end", () => {
+        attachments.push({
+          filename: typeof attachment.filename === "string" ? attachment.filename : "",
+          contentType: typeof attachment.contentType === "string" && attachment.contentType !== ""
+            ? attachment.contentType
+            : "application/octet-stream",
+          size: Number.isFinite(attachment.size) ? Number(attachment.size) : counted
+        })
+        attachment.release?.()
+      })
+    })
+    parser.on("end", () => {
+      if (settled) return
+      settled = true
+      const subject = headers.get("subject")
+      const messageId = headers.get("message-id")
+      resolve({
+        messageId: typeof messageId === "string" ? messageId : "",
+        from: addresses(headers.get("from"))[0] ?? "",
+        to: addresses(headers.get("to")),
+        cc: addresses(headers.get("cc")),
+        subject: typeof subject === "string" ? subject : "",
+        date: date === undefined ? null : date.toISOString(),
+        attachments,
+        body: textToCrlf(text ?? "")
+      })
+    })
+    input.on("error", fail)
+    input.pipe(parser)
+  })

@@ -8,7 +8,8 @@
  */
 import { createHash, randomBytes } from "node:crypto"
 import { Effect } from "effect"
-import MailComposer from "nodemailer/lib/mail-composer/index.js"
+import type { Options as MailComposerOptions } from "nodemailer/lib/mailer/index.js"
+import { Readable } from "node:stream"
 import { QuarantineSinkError, type QuarantineNotice } from "./QuarantineSink.js"
 
 export interface NoticeEnvelope {
@@ -30,81 +31,114 @@ const LIMITS = {
   detail: 2_000
 } as const
 
+/** The original is handed to the encoder this much at a time. */
+const PIECE_BYTES = 256 * 1024
+
+/** The original as a stream of views of its bytes (no copy). */
+const piecesOf = (original: Buffer): Readable =>
+  Readable.from((function*() {
+    for (let offset = 0; offset < original.byteLength; offset += PIECE_BYTES) {
+      yield original.subarray(offset, offset + PIECE_BYTES)
+    }
+  })(), { objectMode: false })
+
+const composeFailed = (error: unknown) =>
+  new QuarantineSinkError({
+    message: `could not compose the quarantine notice: ${error instanceof Error ? error.message : String(error)}`,
+    permanent: false
+  })
+
 /**
- * Composes the notice, a complete RFC 5322 message with CRLF line endings throughout. The
- * attachment decodes to `raw` byte for byte.
+ * The notice, a complete RFC 5322 message with CRLF line endings throughout, as a stream: the
+ * original is encoded as it is sent, a piece at a time, so a 200 MB original is never held a
+ * second time as base64. The attachment decodes to `raw` byte for byte.
  */
+export const noticeStream = (
+  raw: Uint8Array,
+  notice: QuarantineNotice,
+  envelope: NoticeEnvelope
+): Effect.Effect<Readable, QuarantineSinkError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const { default: MailComposer } = await import("nodemailer/lib/mail-composer/index.js")
+      return new MailComposer(composerOptions(raw, notice, envelope)).compile().createReadStream()
+    },
+    catch: composeFailed
+  })
+
+/** The whole notice in memory (for destinations that take it in one piece, e.g. Graph). */
 export const composeNotice = (
   raw: Uint8Array,
   notice: QuarantineNotice,
   envelope: NoticeEnvelope
 ): Effect.Effect<Buffer, QuarantineSinkError> =>
-  Effect.suspend(() => {
-    const original = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)
-    const sha256 = hexOnly(notice.sha256) || createHash("sha256").update(original).digest("hex")
-    const reason = singleLine(notice.reason, 40)
-    const mailbox = singleLine(notice.mailbox, LIMITS.mailbox)
-    const from = singleLine(envelope.from, LIMITS.address)
-    const to = singleLine(envelope.to, LIMITS.address)
-    const filename = `original-${sha256.slice(0, 16)}.eml`
-    // Our own boundary, so we can prove the original does not contain it (see below).
-    const baseBoundary = randomBytes(12).toString("hex")
-
-    const text = [
-      "mailintake quarantined a message instead of delivering it.",
-      "",
-      `Mailbox:    ${mailbox}`,
-      `Reason:     ${reason}`,
-      `Detail:     ${singleLine(notice.detail, LIMITS.detail)}`,
-      `Reference:  ${singleLine(notice.ref, LIMITS.ref)}`,
-      `SHA-256:    ${sha256}`,
-      `Size:       ${original.byteLength} octets`,
-      `Retrieved:  ${isoOrUnknown(notice.retrievedAt)}`,
-      "",
-      `The original message is attached unchanged as ${filename}.`,
-      ""
-    ].join("\r\n")
-
-    const composer = new MailComposer({
-      from,
-      to,
-      subject: `[mailintake quarantine] ${reason} from ${mailbox}`,
-      messageId: noticeMessageId(notice, sha256, from),
-      date: new Date(),
-      headers: {
-        // RFC 3834 §5: marks the notice as machine-generated, so no compliant responder answers it
-        // and a quarantine mailbox that is itself polled can recognise (and never re-quarantine) it.
-        "Auto-Submitted": "auto-generated",
-        "X-Mailintake-Quarantine": reason,
-        // [MS-OXCMAIL] §2.2.3.2.14: Exchange sends no out-of-office or other auto-replies for it.
-        "X-Auto-Response-Suppress": "All"
+  Effect.flatMap(noticeStream(raw, notice, envelope), (stream) =>
+    Effect.tryPromise({
+      try: async () => {
+        const chunks: Array<Buffer> = []
+        for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+        return Buffer.concat(chunks)
       },
-      baseBoundary,
-      text,
-      attachments: [
-        {
-          filename,
-          content: original,
-          contentType: "message/rfc822",
-          // Nodemailer makes message/* parts inline by default; as an attachment every client
-          // (and mailparser) hands out the original as a file instead of rendering it in place.
-          contentDisposition: "attachment",
-          contentTransferEncoding: fitsSevenBit(original, baseBoundary) ? "7bit" : "base64"
-        }
-      ],
-      disableFileAccess: true,
-      disableUrlAccess: true
-    })
+      catch: composeFailed
+    }))
 
-    return Effect.tryPromise({
-      try: () => composer.compile().build(),
-      catch: (error) =>
-        new QuarantineSinkError({
-          message: `could not compose the quarantine notice: ${error instanceof Error ? error.message : String(error)}`,
-          permanent: false
-        })
-    })
-  })
+const composerOptions = (raw: Uint8Array, notice: QuarantineNotice, envelope: NoticeEnvelope): MailComposerOptions => {
+  const original = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)
+  const sha256 = hexOnly(notice.sha256) || createHash("sha256").update(original).digest("hex")
+  const reason = singleLine(notice.reason, 40)
+  const mailbox = singleLine(notice.mailbox, LIMITS.mailbox)
+  const from = singleLine(envelope.from, LIMITS.address)
+  const to = singleLine(envelope.to, LIMITS.address)
+  const filename = `original-${sha256.slice(0, 16)}.eml`
+  // Our own boundary, so we can prove the original does not contain it (see below).
+  const baseBoundary = randomBytes(12).toString("hex")
+
+  const text = [
+    "mailintake quarantined a message instead of delivering it.",
+    "",
+    `Mailbox:    ${mailbox}`,
+    `Reason:     ${reason}`,
+    `Detail:     ${singleLine(notice.detail, LIMITS.detail)}`,
+    `Reference:  ${singleLine(notice.ref, LIMITS.ref)}`,
+    `SHA-256:    ${sha256}`,
+    `Size:       ${original.byteLength} octets`,
+    `Retrieved:  ${isoOrUnknown(notice.retrievedAt)}`,
+    "",
+    `The original message is attached unchanged as ${filename}.`,
+    ""
+  ].join("\r\n")
+
+  return {
+    from,
+    to,
+    subject: `[mailintake quarantine] ${reason} from ${mailbox}`,
+    messageId: noticeMessageId(notice, sha256, from),
+    date: new Date(),
+    headers: {
+      // RFC 3834 §5: marks the notice as machine-generated, so no compliant responder answers it
+      // and a quarantine mailbox that is itself polled can recognise (and never re-quarantine) it.
+      "Auto-Submitted": "auto-generated",
+      "X-Mailintake-Quarantine": reason,
+      // [MS-OXCMAIL] §2.2.3.2.14: Exchange sends no out-of-office or other auto-replies for it.
+      "X-Auto-Response-Suppress": "All"
+    },
+    baseBoundary,
+    text,
+    attachments: [
+      {
+        filename,
+        content: piecesOf(original),
+        contentType: "message/rfc822",
+        // Nodemailer makes message/* parts inline by default; as an attachment every client
+        // (and mailparser) hands out the original as a file instead of rendering it in place.
+        contentDisposition: "attachment",
+        contentTransferEncoding: fitsSevenBit(original, baseBoundary) ? "7bit" : "base64"
+      }
+    ],
+    disableFileAccess: true,
+    disableUrlAccess: true
+  }
+}
 
 /**
  * True when the original can travel as 7bit: US-ASCII without NUL, CRLF line endings only, no

@@ -56,6 +56,13 @@ export interface MailSession {
    * the caller then removes once, at the end of a poll.
    */
   readonly removalEndsSession?: boolean
+  /**
+   * Optional cheap check for an idle poll (IMAP: one NOOP): true when the server reported no
+   * change to the folder (no new message, expunge or flag change) since the last `list` of this
+   * session began, so that listing still stands. False before the first `list`. The caller
+   * still lists when it has unfinished work of its own.
+   */
+  readonly unchanged?: Effect.Effect<boolean, MailSourceError>
   /** Fails when the connection is lost between commands; never succeeds. */
   readonly closed: Effect.Effect<never, MailSourceError>
 }

@@ -1,5 +1,4 @@
 import { Buffer } from "node:buffer"
-import { performance } from "node:perf_hooks"
 import { describe, expect, it } from "vitest"
 import { classify, type ClassifyOptions, rules, type Verdict } from "../../src/domain/classify.js"
 
@@ -347,8 +346,18 @@ describe("classify: bounce", () => {
       expected: { reason: "bounce", rule: "bounce-multipart-report" }
     },
     {
-      name: "near miss: read receipt (report-type=disposition-notification)",
+      name: "a read receipt is no bounce (report-type=disposition-notification): an auto-response",
       raw: message(["From: bob@example.org", "Content-Type: multipart/report; report-type=disposition-notification; boundary=x"]),
+      expected: { reason: "auto-response", rule: "read-receipt" }
+    },
+    {
+      name: "read receipt with a quoted report-type in another case",
+      raw: message(["From: bob@example.org", 'Content-Type: Multipart/Report; Report-Type="Disposition-Notification"; boundary=x']),
+      expected: { reason: "auto-response", rule: "read-receipt" }
+    },
+    {
+      name: "near miss: multipart/report of another report type",
+      raw: message(["From: bob@example.org", "Content-Type: multipart/report; report-type=feedback-report; boundary=x"]),
       expected: "Normal"
     },
     {
@@ -460,53 +469,54 @@ describe("classify: reading the message", () => {
   })
 })
 
-describe("classify: hostile input", () => {
-  /** Runs classify, expects it to return within a second, and returns the verdict. */
-  const timed = (raw: Uint8Array, options: ClassifyOptions = defaults): Verdict => {
-    const start = performance.now()
-    const verdict = classify(raw, options)
-    expect(performance.now() - start).toBeLessThan(1000)
-    return verdict
-  }
+/**
+ * Hostile input must be classified in time linear in its size. No wall-clock assertion here (a
+ * loaded machine would make it flaky; bench/ measures speed): each test runs under a timeout of
+ * 30 s, which a super-linear scan of these megabytes (a backtracking regular expression, a
+ * quadratic header join) would exceed by orders of magnitude, while a linear one takes
+ * milliseconds.
+ */
+describe("classify: hostile input", { timeout: 30_000 }, () => {
+  const classifyHostile = (raw: Uint8Array, options: ClassifyOptions = defaults): Verdict => classify(raw, options)
   const mb = 1024 * 1024
 
   it("a header section with no empty line", () => {
-    expect(timed(Buffer.from("X-A: 1\r\nX-B: 2\r\n" + "no colon\r\n".repeat(100_000)))._tag).toBe("Normal")
+    expect(classifyHostile(Buffer.from("X-A: 1\r\nX-B: 2\r\n" + "no colon\r\n".repeat(100_000)))._tag).toBe("Normal")
   })
 
   it("NUL bytes in names, values and body", () => {
     const raw = Buffer.from("Sub\u0000ject: \u0000\r\nAuto-Submitted: auto-\u0000replied\r\nFrom: \u0000MAILER-DAEMON\u0000@x\r\n\r\n\u0000\u0000", "latin1")
-    expect(outcome(timed(raw))).toMatchObject({ reason: "auto-response", rule: "auto-submitted" })
-    expect(timed(new Uint8Array(mb))._tag).toBe("Normal")
+    expect(outcome(classifyHostile(raw))).toMatchObject({ reason: "auto-response", rule: "auto-submitted" })
+    expect(classifyHostile(new Uint8Array(mb))._tag).toBe("Normal")
   })
 
   it("100,000 header fields", () => {
     const raw = Buffer.from(`${"X-Spam: a\r\n".repeat(100_000)}Auto-Submitted: auto-replied\r\n\r\nbody`)
     // Fields past the cap are not read: the verdict comes from the first 10,000.
-    expect(timed(raw)._tag).toBe("Normal")
-    expect(outcome(timed(Buffer.from(`Auto-Submitted: auto-replied\r\n${"X-Spam: a\r\n".repeat(100_000)}\r\n`)))).toMatchObject({ rule: "auto-submitted" })
+    expect(classifyHostile(raw)._tag).toBe("Normal")
+    expect(outcome(classifyHostile(Buffer.from(`Auto-Submitted: auto-replied\r\n${"X-Spam: a\r\n".repeat(100_000)}\r\n`)))).toMatchObject({ rule: "auto-submitted" })
   })
 
   it("a 10 MB header line", () => {
-    expect(timed(Buffer.from(`Subject: ${"a".repeat(10 * mb)}`))._tag).toBe("Normal")
-    expect(timed(Buffer.from(`Subject: [pcemail quarantine test message]\r\nX-Long: ${"(".repeat(10 * mb)}\r\n\r\n`))._tag).toBe("Quarantine")
+    expect(classifyHostile(Buffer.from(`Subject: ${"a".repeat(10 * mb)}`))._tag).toBe("Normal")
+    expect(classifyHostile(Buffer.from(`Subject: [pcemail quarantine test message]\r\nX-Long: ${"(".repeat(10 * mb)}\r\n\r\n`))._tag).toBe("Quarantine")
   })
 
   it("a 10 MB body line in a multipart message", () => {
     const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: ${"-".repeat(10 * mb)}\r\n\r\n${"x".repeat(10 * mb)}`)
-    expect(timed(raw)._tag).toBe("Normal")
+    expect(classifyHostile(raw)._tag).toBe("Normal")
   })
 
   it("10 MB multipart bodies of blank lines, dashes and boundary-like lines", () => {
     for (const unit of ["\n", "\r\n", "-", "a--\n", "\n-", "--\n"]) {
       const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b\r\n\r\n${unit.repeat(Math.floor((10 * mb) / unit.length))}`)
-      expect(timed(raw)._tag).toBe("Normal")
+      expect(classifyHostile(raw)._tag).toBe("Normal")
     }
   })
 
   it("100,000 tiny parts", () => {
     const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b\r\n\r\n${"--b\r\nContent-Type: text/plain\r\n \t\r\n".repeat(100_000)}`)
-    expect(timed(raw)._tag).toBe("Normal")
+    expect(classifyHostile(raw)._tag).toBe("Normal")
   })
 
   it("pathological values: nested comments, quotes, encoded words", () => {
@@ -519,7 +529,7 @@ describe("classify: hostile input", () => {
       `X-Auto-Response-Suppress: ${",".repeat(mb / 2)}`
     ]
     for (const value of values) {
-      const verdict = timed(Buffer.from(`${value}\r\nX-MS-Exchange-Inbox-Rules-Loop: a\r\n\r\n`))
+      const verdict = classifyHostile(Buffer.from(`${value}\r\nX-MS-Exchange-Inbox-Rules-Loop: a\r\n\r\n`))
       expect(["Normal", "Quarantine"]).toContain(verdict._tag)
       if (verdict._tag === "Quarantine") expect(verdict.reason).not.toBe("processing-error")
     }
@@ -528,7 +538,7 @@ describe("classify: hostile input", () => {
   it("random bytes", () => {
     let seed = 42
     const random = new Uint8Array(4 * mb).map(() => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24)
-    expect(["Normal", "Quarantine"]).toContain(timed(random)._tag)
+    expect(["Normal", "Quarantine"]).toContain(classifyHostile(random)._tag)
   })
 
   it("reports a non-message as a processing error instead of throwing", () => {

@@ -6,15 +6,17 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Layer, Option, Stream, TestClock } from "effect"
+import { Chunk, Duration, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
+  ConfigurationApplied,
+  EVENT_TYPES,
   MailboxConnected,
   MailboxConnectionFailed,
-  type MailboxEvent,
+  MailboxEvent,
   MailboxStopped,
   MessageAccepted,
   MessageDuplicateSkipped,
@@ -26,7 +28,7 @@ import {
 } from "../../src/domain/events.js"
 import { replay as fold } from "../../src/domain/state.js"
 import * as Database from "../../src/eventlog/Database.js"
-import { type AppendRequest, EventLog, StreamVersionConflict } from "../../src/eventlog/EventLog.js"
+import { type AppendRequest, EventLog, StreamVersionConflict, toPayload } from "../../src/eventlog/EventLog.js"
 
 const tempDir = Effect.acquireRelease(
   Effect.promise(() => mkdtemp(join(tmpdir(), "mailintake-eventlog-"))),
@@ -185,6 +187,47 @@ describe("raw messages", () => {
       expect(Array.from(Option.getOrThrow(yield* log.blob(sha256(view))))).toEqual([0, 0xff, 0x0d, 0x0a, 0x00, 0x80, 0xe9])
       expect(yield* log.blob("0".repeat(64))).toEqual(Option.none())
     }).pipe(Effect.provide(freshLog)))
+
+  it.effect("a large one is stored in pieces and read back whole by another process, byte for byte", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "events.db")
+      // Not a multiple of the piece size, so the last piece is short.
+      const large = new Uint8Array(randomBytes(3 * 1024 * 1024 + 12_345))
+      const blob = { sha256: sha256(large), bytes: large }
+      yield* Effect.gen(function*() {
+        const log = yield* EventLog
+        yield* log.append({ stream: "a", expectedVersion: 0, events: [retrieved("1", blob.sha256, "<1@x>", large.byteLength)], blobs: [blob] })
+        // The same bytes again (another mailbox): stored once.
+        yield* log.append({ stream: "b", expectedVersion: 0, events: [retrieved("1", blob.sha256, "<1@x>", large.byteLength)], blobs: [blob] })
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ chunks: number; n: number }>`SELECT chunks, (SELECT count(*) FROM blob_chunks WHERE sha256 = ${blob.sha256}) AS n
+          FROM blobs WHERE sha256 = ${blob.sha256}`
+        expect(rows.map((row) => [Number(row.chunks), Number(row.n)])).toEqual([[4, 4]])
+      }).pipe(Effect.provide(logAt(filename)))
+      // A new EventLog on the same file (the daemon after a restart, or `show`) reads the pieces.
+      const stored = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(logAt(filename)))
+      const bytes = Option.getOrThrow(stored)
+      expect(bytes.byteLength).toBe(large.byteLength)
+      expect(Buffer.compare(Buffer.from(bytes), Buffer.from(large))).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("a large one with a piece missing is a storage error, never bytes that are not the message", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "events.db")
+      const large = new Uint8Array(randomBytes(2 * 1024 * 1024 + 1))
+      const blob = { sha256: sha256(large), bytes: large }
+      yield* Effect.gen(function*() {
+        const log = yield* EventLog
+        yield* log.append({ stream: "a", expectedVersion: 0, events: [retrieved("1", blob.sha256)], blobs: [blob] })
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`DELETE FROM blob_chunks WHERE sha256 = ${blob.sha256} AND seq = 1`
+      }).pipe(Effect.provide(logAt(filename)))
+      const result = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(logAt(filename)), Effect.either)
+      expect(result._tag).toBe("Left")
+      expect(String((result as { left: { message: string } }).left.message)).toMatch(/incomplete/)
+    }).pipe(Effect.scoped))
 
   it.effect("are kept once when the same sha256 is stored twice", () =>
     Effect.gen(function*() {
@@ -475,48 +518,68 @@ describe("readStream and replay", () => {
 })
 
 describe("the database", () => {
-  it.effect("is in WAL mode with synchronous = FULL", () =>
+  it.effect("is in WAL mode with synchronous = FULL and 64 KiB pages", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const [journal] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
       const [synchronous] = yield* sql<{ synchronous: number }>`PRAGMA synchronous`
+      const [pageSize] = yield* sql<{ page_size: number }>`PRAGMA page_size`
       expect(journal!.journal_mode).toBe("wal")
       expect(Number(synchronous!.synchronous)).toBe(2)
+      expect(Number(pageSize!.page_size)).toBe(65536)
     }).pipe(Effect.provide(freshLog)))
 })
 
+/** One event of every kind, with text that JSON and SQLite must carry exactly. */
+const sampleEvents = () => {
+  const message = new MessageAccepted({
+    ref: "1:4711",
+    sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    messageId: "<ünïcode.42@例え.jp>",
+    from: "\"Zoë Ångström\" <zoe@example.com>",
+    to: ["support@example.com", "Jürgen <j@example.de>"],
+    cc: [],
+    subject: "Grüße — 日本語のテスト 🎉 \"quoted\" \\ back\\slash\ttab",
+    date: "2024-02-29T23:59:59.000Z",
+    attachments: [
+      { filename: "résumé.pdf", contentType: "application/pdf", size: 123_456 },
+      { filename: "", contentType: "application/octet-stream", size: 0 }
+    ],
+    body: "Line one\r\nLine two\r\n\r\n— signature 🙂\r\n\u0000NUL kept\r\n",
+    crlfSha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+  })
+  const events: ReadonlyArray<MailboxEvent> = [
+    new MailboxConnected({ server: "imaps://mail.example.com:993" }),
+    new MailboxConnectionFailed({ error: "ETIMEDOUT", attempt: 3, retryInSeconds: 202.5 }),
+    retrieved("1:4711", message.sha256, message.messageId, 52_428_801),
+    message,
+    new MessageQuarantineRequested({ ref: "2", sha256: "s2", reason: "processing-error", detail: "parse: ✗" }),
+    new QuarantineFailed({ ref: "2", sha256: "s2", reason: "processing-error", attempt: 2, error: "421" }),
+    new MessageQuarantined({ ref: "2", sha256: "s2", reason: "processing-error", destination: "q@x", response: "250 OK" }),
+    new MessageDuplicateSkipped({ ref: "3", sha256: message.sha256, messageId: message.messageId, duplicateOf: "1:4711" }),
+    new MessageRemoved({ ref: "3", how: "move:Processed/Ärchiv" }),
+    new MailboxStopped({ reason: "shutdown", detail: "" })
+  ]
+  return { message, events }
+}
+
 describe("the Schema encoding", () => {
+  it("the stored payload is the Schema encoding of every event type", () => {
+    const events = [
+      ...sampleEvents().events,
+      new ConfigurationApplied({ hash: "h", summary: "1 mailbox", started: ["a"], restarted: [], stopped: ["b"], refused: [] })
+    ]
+    expect(new Set(events.map((event) => event._tag))).toEqual(new Set(EVENT_TYPES))
+    for (const event of events) {
+      const { _tag, ...encoded } = Schema.encodeSync(MailboxEvent)(event) as { _tag: string }
+      expect(JSON.parse(toPayload(event))).toStrictEqual(JSON.parse(JSON.stringify(encoded)))
+    }
+  })
+
   it.effect("round-trips every event type exactly", () =>
     Effect.gen(function*() {
       const log = yield* EventLog
-      const message = new MessageAccepted({
-        ref: "1:4711",
-        sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        messageId: "<ünïcode.42@例え.jp>",
-        from: "\"Zoë Ångström\" <zoe@example.com>",
-        to: ["support@example.com", "Jürgen <j@example.de>"],
-        cc: [],
-        subject: "Grüße — 日本語のテスト 🎉 \"quoted\" \\ back\\slash\ttab",
-        date: "2024-02-29T23:59:59.000Z",
-        attachments: [
-          { filename: "résumé.pdf", contentType: "application/pdf", size: 123_456 },
-          { filename: "", contentType: "application/octet-stream", size: 0 }
-        ],
-        body: "Line one\r\nLine two\r\n\r\n— signature 🙂\r\n\u0000NUL kept\r\n",
-        crlfSha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-      })
-      const events: ReadonlyArray<MailboxEvent> = [
-        new MailboxConnected({ server: "imaps://mail.example.com:993" }),
-        new MailboxConnectionFailed({ error: "ETIMEDOUT", attempt: 3, retryInSeconds: 202.5 }),
-        retrieved("1:4711", message.sha256, message.messageId, 52_428_801),
-        message,
-        new MessageQuarantineRequested({ ref: "2", sha256: "s2", reason: "processing-error", detail: "parse: ✗" }),
-        new QuarantineFailed({ ref: "2", sha256: "s2", reason: "processing-error", attempt: 2, error: "421" }),
-        new MessageQuarantined({ ref: "2", sha256: "s2", reason: "processing-error", destination: "q@x", response: "250 OK" }),
-        new MessageDuplicateSkipped({ ref: "3", sha256: message.sha256, messageId: message.messageId, duplicateOf: "1:4711" }),
-        new MessageRemoved({ ref: "3", how: "move:Processed/Ärchiv" }),
-        new MailboxStopped({ reason: "shutdown", detail: "" })
-      ]
+      const { events, message } = sampleEvents()
       const appended = yield* log.append({ stream: "unicode ✉", expectedVersion: 0, events })
       const read = yield* log.read({ stream: "unicode ✉" })
       expect(read).toEqual(appended.events)

@@ -7,6 +7,7 @@ import { join } from "node:path"
 import { startDovecot, type Dovecot } from "../support/dovecot.js"
 import Database from "better-sqlite3"
 import { MIXED_LARGE_INDEX, mixedMessages } from "../support/messages.js"
+import { storedBlob } from "../support/storedBlob.js"
 import { startSmtpServer, type SmtpServerHandle } from "../support/smtpServer.js"
 import { eventsJson, imapMailbox, runCli, smtpQuarantine, tempDir, writeConfig } from "../support/cli.js"
 import { toCrlf } from "../../src/processing/crlf.js"
@@ -66,11 +67,10 @@ describe("run --once over IMAP", () => {
     // The log holds exactly what Dovecot delivered: the seeded bytes, a bare LF as CR LF.
     const bySha = new Map(events.filter((event) => event.type === "MessageRetrieved").map((event) => [event.data.messageId as string, event.data.sha256 as string]))
     const db = new Database(database, { readonly: true })
-    const blob = db.prepare("SELECT content FROM blobs WHERE sha256 = ?")
     for (const message of seeded) {
       const sha256 = bySha.get(messageIdOf(message))
       expect(sha256, messageIdOf(message)).toBeDefined()
-      const stored = (blob.get(sha256) as { content: Buffer }).content
+      const stored = storedBlob(db, sha256!)!
       expect(Buffer.compare(stored, Buffer.from(toCrlf(message))), messageIdOf(message)).toBe(0)
     }
     db.close()

@@ -12,6 +12,7 @@ import { eventsJson, runCli, smtpQuarantine, tempDir, writeConfig } from "../sup
 import { startDovecot, type Dovecot } from "../support/dovecot.js"
 import { startFaultProxy } from "../support/faultProxy.js"
 import { mixedMessages, plainMessage } from "../support/messages.js"
+import { storedBlob } from "../support/storedBlob.js"
 import { startSmtpServer, type SmtpServerHandle } from "../support/smtpServer.js"
 
 describe("POP3 through the daemon", () => {
@@ -41,10 +42,13 @@ describe("POP3 through the daemon", () => {
 
   const storedBytes = (database: string) => {
     const db = new Database(database, { readonly: true })
-    const rows = db.prepare(`SELECT b.content, e.payload FROM events e JOIN blobs b ON b.sha256 = json_extract(e.payload, '$.sha256')
-      WHERE e.type = 'MessageRetrieved'`).all() as Array<{ content: Buffer; payload: string }>
+    const rows = db.prepare(`SELECT payload FROM events WHERE type = 'MessageRetrieved'`).all() as Array<{ payload: string }>
+    const stored = new Map(rows.map((row) => {
+      const { messageId, sha256 } = JSON.parse(row.payload) as { messageId: string; sha256: string }
+      return [messageId, storedBlob(db, sha256)]
+    }))
     db.close()
-    return new Map(rows.map((row) => [JSON.parse(row.payload).messageId as string, row.content]))
+    return stored
   }
 
   for (const mode of ["stls", "implicit"] as const) {

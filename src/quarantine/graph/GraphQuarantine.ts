@@ -10,8 +10,8 @@
  * The sender: the target's `graph` block, field by field over the credentials and user of the
  * Graph mailbox being quarantined from (DESIGN.md: without `graph`, it sends with those).
  */
-import type { HttpClient } from "@effect/platform"
-import { HttpClientRequest } from "@effect/platform"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect, Layer, type Redacted } from "effect"
 import type { GraphMailbox } from "../../domain/config.js"
 import type { GraphQuarantineTarget } from "../../domain/plan.js"

@@ -8,9 +8,11 @@
  */
 import { readFile } from "node:fs/promises"
 import { Effect, Either, Layer, Redacted } from "effect"
-import nodemailer from "nodemailer"
+import type { Transporter } from "nodemailer"
+import type SMTPPool from "nodemailer/lib/smtp-pool/index.js"
+import type { Readable } from "node:stream"
 import type { SmtpQuarantineTarget } from "../../domain/plan.js"
-import { composeNotice } from "../notice.js"
+import { noticeStream } from "../notice.js"
 import { QuarantineSink, QuarantineSinkError, type Forwarded, type QuarantineNotice } from "../QuarantineSink.js"
 
 /** Connect, greeting and idle-socket timeouts: a dead or stalling server fails a forward, never hangs it. */
@@ -32,40 +34,44 @@ export const layer = (target: SmtpQuarantineTarget): Layer.Layer<QuarantineSink>
         return QuarantineSink.of({ forward: () => Effect.fail(error) })
       }
 
-      const transport = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          nodemailer.createTransport({
-            pool: true,
-            maxConnections: 1,
-            host: smtp.host,
-            port: smtp.port,
-            // Implicit TLS from the first byte (RFC 8314 §3.3). Without it nodemailer still
-            // upgrades with STARTTLS whenever the server offers it (RFC 3207).
-            secure: smtp.ssl,
-            // A blank user means an anonymous relay: no AUTH at all.
-            auth: smtp.user.trim() === "" ? undefined : { user: smtp.user, pass: Redacted.value(smtp.password) },
-            tls: {
-              rejectUnauthorized: smtp.tlsRejectUnauthorized,
-              ...(ca.right === undefined ? {} : { ca: ca.right })
-            },
-            connectionTimeout: TIMEOUT_MS,
-            greetingTimeout: TIMEOUT_MS,
-            socketTimeout: TIMEOUT_MS,
-            // Nodemailer logs nothing unless asked; keep it that way so no AUTH line is ever written.
-            logger: false,
-            debug: false
-          })
-        ),
+      // Made with the first quarantine: a daemon that never quarantines never loads nodemailer.
+      let transport: Transporter<SMTPPool.SentMessageInfo> | undefined
+      yield* Effect.addFinalizer(() =>
         // `force`: nobody is waiting for an in-flight delivery once the scope closes (its fiber was
         // interrupted), and a server that trickles its replies must not keep the socket open.
-        (transport) => Effect.sync(() => transport.close({ force: true }))
+        Effect.sync(() => transport?.close({ force: true }))
       )
+      const connect = Effect.promise(async () => {
+        const { default: nodemailer } = await import("nodemailer")
+        return (transport ??= nodemailer.createTransport({
+          pool: true,
+          maxConnections: 1,
+          host: smtp.host,
+          port: smtp.port,
+          // Implicit TLS from the first byte (RFC 8314 §3.3). Without it nodemailer still
+          // upgrades with STARTTLS whenever the server offers it (RFC 3207).
+          secure: smtp.ssl,
+          // A blank user means an anonymous relay: no AUTH at all.
+          auth: smtp.user.trim() === "" ? undefined : { user: smtp.user, pass: Redacted.value(smtp.password) },
+          tls: {
+            rejectUnauthorized: smtp.tlsRejectUnauthorized,
+            ...(ca.right === undefined ? {} : { ca: ca.right })
+          },
+          connectionTimeout: TIMEOUT_MS,
+          greetingTimeout: TIMEOUT_MS,
+          socketTimeout: TIMEOUT_MS,
+          // Nodemailer logs nothing unless asked; keep it that way so no AUTH line is ever written.
+          logger: false,
+          debug: false
+        }))
+      })
 
       const fail = (message: string, permanent: boolean) =>
         new QuarantineSinkError({ message: redact(`${where}: ${message}`, secrets), permanent })
 
-      const send = (notice: Buffer): Effect.Effect<Forwarded, QuarantineSinkError> =>
-        Effect.tryPromise({
+      // The notice is a stream, encoded as it is sent: a large original is never held twice.
+      const send = (notice: Readable): Effect.Effect<Forwarded, QuarantineSinkError> =>
+        Effect.flatMap(connect, (transport) => Effect.tryPromise({
           // The signal aborts when the fiber is interrupted: nodemailer then drops the queued
           // message or closes the connection that is sending it, so nothing is sent after we stop.
           try: (signal) =>
@@ -78,7 +84,8 @@ export const layer = (target: SmtpQuarantineTarget): Layer.Layer<QuarantineSink>
             const code = responseCode(error)
             return fail(describe(error), code !== undefined && code >= 500 && code <= 599)
           }
-        }).pipe(
+        })).pipe(
+          Effect.ensuring(Effect.sync(() => notice.destroy())),
           Effect.flatMap((info) =>
             // Nodemailer succeeds when at least one recipient was accepted; we have exactly one.
             info.rejected.length > 0 || info.accepted.length === 0
@@ -89,7 +96,7 @@ export const layer = (target: SmtpQuarantineTarget): Layer.Layer<QuarantineSink>
 
       return QuarantineSink.of({
         forward: (raw: Uint8Array, notice: QuarantineNotice) =>
-          composeNotice(raw, notice, { from: smtp.sender, to: target.mailbox }).pipe(Effect.flatMap(send))
+          noticeStream(raw, notice, { from: smtp.sender, to: target.mailbox }).pipe(Effect.flatMap(send))
       })
     })
   )

@@ -10,7 +10,8 @@
  * The client secret is read with `Redacted.value` only to build the form body; it never reaches a
  * log line or an error, and the token itself is kept `Redacted`.
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Clock, Duration, Effect, Option, Redacted, Ref, Schema } from "effect"
 import {
   type GraphError,

@@ -14,7 +14,12 @@
  *   limits", Outlook service);
  * - error bodies decoded with Schema into the tagged errors of `GraphError.ts`.
  */
-import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
+// Modules, not the package index: the index also loads the bundled Swagger and Scalar UIs
+// (some 20 MB of strings in a daemon's heap).
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Duration, Effect, type Redacted, Schema } from "effect"
 import * as GraphAuth from "./GraphAuth.js"
 import {

@@ -35,8 +35,8 @@
  * they are resolved to ids when the session opens, so a wrong name fails at once, before any
  * message has been fetched.
  */
-import type { HttpClient } from "@effect/platform"
-import { HttpClientRequest } from "@effect/platform"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect, Layer, Option, Schema } from "effect"
 import type { GraphMailbox } from "../../domain/config.js"
 import { type Fetched, type Listed, type MailSession, MailSource, MailSourceError } from "../MailSource.js"

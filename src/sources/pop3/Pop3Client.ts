@@ -15,6 +15,7 @@ import * as net from "node:net"
 import * as tls from "node:tls"
 import { Chunk, Deferred, Duration, Effect, Exit, Option, Redacted, type Scope, Stream } from "effect"
 import { MailSourceError, type MailSourceErrorKind } from "../MailSource.js"
+import { LARGE_MESSAGE_BYTES, MessageBuffer } from "../MessageBuffer.js"
 import { bodyLines, Pop3Reader } from "./Pop3Reader.js"
 
 export interface Pop3ConnectOptions {
@@ -72,8 +73,11 @@ export interface Pop3Client {
   readonly list: Effect.Effect<ReadonlyArray<Pop3ScanListing>, MailSourceError>
   /** `None` when the server does not implement UIDL (it is optional, RFC 1939 §7). */
   readonly uidl: Effect.Effect<Option.Option<ReadonlyArray<Pop3UniqueId>>, MailSourceError>
-  /** The message's bytes, unstuffed, joined once at the end. */
-  readonly retr: (number: number) => Effect.Effect<Buffer, MailSourceError>
+  /**
+   * The message's bytes, unstuffed. `expectedBytes` (the LIST size) is a hint: a large message
+   * is written into one buffer as it arrives (`MessageBuffer`), never held twice.
+   */
+  readonly retr: (number: number, expectedBytes?: number) => Effect.Effect<Buffer, MailSourceError>
   /**
    * The message's bytes as they arrive. Holds the connection until the stream ends; a stream
    * not read to the end abandons the connection (no QUIT, nothing deleted).
@@ -366,6 +370,39 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       }).pipe(Effect.map(() => Buffer.concat(chunks, size)))
     })
 
+    /**
+     * A message body: a small one joined once at the end; past LARGE_MESSAGE_BYTES (or when the
+     * server announced that much) written into one buffer as it arrives, so that the received
+     * pieces are let go at once and the message is never held twice.
+     */
+    const readMessageBody = (expectedBytes: number | undefined) =>
+      Effect.suspend(() => {
+        let chunks: Array<Buffer> = []
+        let size = 0
+        let large = expectedBytes !== undefined && expectedBytes >= LARGE_MESSAGE_BYTES ? new MessageBuffer(expectedBytes) : undefined
+        const add = (chunk: Buffer) => {
+          if (large !== undefined) return large.append(chunk)
+          chunks.push(chunk)
+          size += chunk.byteLength
+          if (size >= LARGE_MESSAGE_BYTES) {
+            large = new MessageBuffer(Math.max(size, expectedBytes ?? 0))
+            for (const piece of chunks) large.append(piece)
+            chunks = []
+          }
+        }
+        return whenReady(() => {
+          const { chunks: received, done } = reader.readData()
+          try {
+            for (const chunk of received) add(chunk)
+          } catch (cause) {
+            // Runs in the socket's event handler: a message too large to hold must fail the
+            // command (and abandon the connection), never throw out of it.
+            return Exit.fail(error("protocol", `message too large to hold: ${cause instanceof Error ? cause.message : String(cause)}`))
+          }
+          return done ? Exit.void : undefined
+        }).pipe(Effect.map(() => large?.contents() ?? Buffer.concat(chunks, size)))
+      })
+
     /** `label` names the command in errors, so that PASS/AUTH lines never appear in one. */
     const write = (line: string, label: string) =>
       Effect.suspend(() => {
@@ -561,12 +598,17 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       )
     )
 
-    const retr = (number: number) =>
+    const retr = (number: number, expectedBytes?: number) =>
       inTransaction(
         "RETR",
-        multiline(`RETR ${number}`).pipe(
+        // A refusal is read to its end: the connection stays in step, only this message fails.
+        exchange(`RETR ${number}`, Effect.gen(function*() {
+          yield* write(`RETR ${number}`, `RETR ${number}`)
+          const status = yield* readStatus(`RETR ${number}`)
+          return status.kind === "ok" ? { status, body: yield* readMessageBody(expectedBytes) } : { status, body: undefined }
+        })).pipe(
           Effect.flatMap(({ body, status }) =>
-            status.kind === "ok" ? Effect.succeed(body) : Effect.fail(error("protocol", `RETR ${number} refused: ${shown(status.text)}`))
+            body !== undefined ? Effect.succeed(body) : Effect.fail(error("protocol", `RETR ${number} refused: ${shown(status.text)}`))
           )
         )
       )

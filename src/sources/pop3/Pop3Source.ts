@@ -126,7 +126,7 @@ const openSession = (mailbox: ServerMailbox) =>
           // A ref the server no longer has was removed by someone else: left out (MailSource).
           return entry === undefined
             ? Effect.succeed(Option.none<Fetched>())
-            : client.retr(entry.numbers[0]!).pipe(Effect.map((raw) => Option.some<Fetched>({ ref, raw })))
+            : client.retr(entry.numbers[0]!, entry.size).pipe(Effect.map((raw) => Option.some<Fetched>({ ref, raw })))
         })
       ).pipe(Effect.map((fetched) => fetched.flatMap(Option.toArray)))
 

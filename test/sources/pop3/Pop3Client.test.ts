@@ -220,6 +220,36 @@ describe("Pop3Client against a scripted server", () => {
       expect((yield* Effect.flip(client.closed)).kind).toBe("closed")
     }))
 
+  it.scopedLive("a large RETR arrives byte for byte on a shared buffer, whatever size the server announced", () =>
+    Effect.gen(function*() {
+      // 3 MiB of lines, a third of them starting with a dot (stuffed on the wire), 8-bit bytes too.
+      const lines: Array<string> = []
+      for (let i = 0; lines.length * 80 < 3 * 1024 * 1024; i++) lines.push(`${i % 3 === 0 ? "." : ""}line ${i} \u00e9${"x".repeat(60)}`)
+      const large = Buffer.from(`Subject: large\r\n\r\n${lines.join("\r\n")}\r\n`, "latin1")
+      const server = yield* fakePop3Server({ password: PASSWORD, messages: [large, message(2)] })
+      const client = yield* connectTo(server)
+      yield* client.login({ user: "someone", password: Redacted.make(PASSWORD) })
+      for (const hint of [undefined, 100, large.length, 10 * large.length]) {
+        const raw = yield* client.retr(1, hint)
+        expect(raw.equals(large), `hint ${hint}`).toBe(true)
+        // Shared: the parser worker reads it without a copy.
+        expect(raw.buffer instanceof SharedArrayBuffer, `hint ${hint}`).toBe(true)
+      }
+      // A small one is not worth a shared buffer.
+      expect((yield* client.retr(2, 100)).equals(message(2))).toBe(true)
+    }))
+
+  it.scopedLive("a refused RETR fails that message only: the connection stays in step", () =>
+    Effect.gen(function*() {
+      const server = yield* fakePop3Server({ password: PASSWORD, messages: [message(1)] })
+      const client = yield* connectTo(server)
+      yield* client.login({ user: "someone", password: Redacted.make(PASSWORD) })
+      const error = yield* Effect.flip(client.retr(7))
+      expect(error.kind).toBe("protocol")
+      expect(error.message).toContain("RETR 7 refused")
+      expect((yield* client.retr(1)).equals(message(1))).toBe(true)
+    }))
+
   it.scopedLive("an interrupted command abandons the connection and sends no QUIT", () =>
     Effect.gen(function*() {
       const server = yield* fakePop3Server({

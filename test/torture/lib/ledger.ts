@@ -15,6 +15,7 @@
 import Database from "better-sqlite3"
 import { existsSync } from "node:fs"
 import { type ExpectedSet, served, sha256 } from "./expected.js"
+import { storedBlob } from "../../support/storedBlob.js"
 
 interface Row {
   readonly stream: string
@@ -221,10 +222,9 @@ export const ledger = (input: LedgerInput): Ledger => {
   if (input.checkBlobs === true && retrievedShas.length > 0) {
     const db = new Database(input.database, { readonly: true, fileMustExist: true })
     try {
-      const get = db.prepare("SELECT content FROM blobs WHERE sha256 = ?")
       for (const { sha } of retrievedShas) {
-        const row = get.get(sha) as { content: Buffer } | undefined
-        if (row === undefined || sha256(row.content) !== sha) blobMismatches++
+        const content = storedBlob(db, sha)
+        if (content === undefined || sha256(content) !== sha) blobMismatches++
       }
     } finally {
       db.close()

@@ -1,0 +1,45 @@
+/**
+ * Bundles the CLI and the parser worker into one file each under `dist/bundle/`, which is what
+ * `bin/mailintake.js` runs. Loading Effect, @effect/platform-node and the mail libraries as
+ * hundreds of separate ES modules cost 2–3 s of CPU at every start (most of a `run --once` on a
+ * small mailbox); one bundled file loads in a fraction of that.
+ *
+ * `tsx scripts/bundle.ts [outDir]` (`npm run build` runs it after tsc) (default: dist/bundle of this repository). Also imported by
+ * the benchmarks, which build a private copy of the daemon the same way.
+ *
+ * Stays outside the bundle: better-sqlite3 (a native addon) and pino (imapflow's logger, whose
+ * transports locate worker files relative to their own sources).
+ */
+import { buildSync } from "esbuild"
+import { dirname, join, resolve } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+const repository = resolve(dirname(fileURLToPath(import.meta.url)), "..")
+
+/**
+ * Writes `mailintake.js` and `parserWorker.js` into `outDir`. The bundle finds `migrations/`
+ * two directories up (`<root>/dist/bundle/` → `<root>/migrations/`), like the tsc output does,
+ * and the worker next to itself.
+ */
+export const bundle = (outDir: string = join(repository, "dist", "bundle"), root: string = repository): void => {
+  buildSync({
+    entryPoints: {
+      mailintake: join(root, "src", "main.ts"),
+      parserWorker: join(root, "src", "processing", "parserWorker.ts")
+    },
+    outdir: outDir,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    sourcemap: true,
+    external: ["better-sqlite3", "pino"],
+    // CommonJS dependencies call require() for Node's built-ins; an ES module has none.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    logLevel: "warning"
+  })
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  bundle(process.argv[2] ? resolve(process.argv[2]) : undefined)
+}
