@@ -122,7 +122,9 @@ export const killLoop = async (ctx: TortureContext, options: KillLoopOptions): P
       const latest = Date.now() + rng.int(300, 6_000)
       let moment: string
       if (mode === "time") {
-        const delay = rng.int(0, 1_500)
+        // Short when little is left: a daemon that drains a few hundred messages in a second
+        // would otherwise finish before the kills it is owed.
+        const delay = rng.int(0, remaining < killsLeft * 150 ? 400 : 1_500)
         moment = "at a random time after start-up"
         await Promise.race([sleep(delay), daemon.exited])
       } else {
