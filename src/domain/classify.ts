@@ -107,6 +107,20 @@ const DELIVERY_STATUS_TYPES = new Set(["message/delivery-status", "message/globa
 /** RFC 6522 §3 report-type values of a delivery report (RFC 3464 §2, RFC 6533 §6). */
 const DELIVERY_REPORT_TYPES = new Set(["delivery-status", "global-delivery-status"])
 
+/** RFC 8098 §3: the report-type of a message disposition notification (a read receipt). */
+const DISPOSITION_REPORT_TYPES = new Set(["disposition-notification"])
+
+/** The Content-Type when the message is a multipart/report (RFC 6522 §3) of one of `reportTypes`. */
+const topLevelReport = (headers: MessageHeaders, reportTypes: ReadonlySet<string>): string | undefined => {
+  const contentType = headers.get("content-type")
+  if (contentType === undefined) return undefined
+  const { params, value } = parseStructuredValue(contentType)
+  const reportType = params.get("report-type")?.toLowerCase()
+  return value === "multipart/report" && reportType !== undefined && reportTypes.has(reportType)
+    ? show("Content-Type", contentType)
+    : undefined
+}
+
 /**
  * The rules, in the order they are tried:
  * quarantine test, strong bounce evidence, auto-responses, the null return path, list mail.
@@ -134,15 +148,7 @@ export const rules: ReadonlyArray<Rule> = [
     id: "bounce-multipart-report",
     reason: "bounce",
     source: "RFC 6522 §3, RFC 3464 §2",
-    test: (headers) => {
-      const contentType = headers.get("content-type")
-      if (contentType === undefined) return undefined
-      const { params, value } = parseStructuredValue(contentType)
-      const reportType = params.get("report-type")?.toLowerCase()
-      return value === "multipart/report" && reportType !== undefined && DELIVERY_REPORT_TYPES.has(reportType)
-        ? show("Content-Type", contentType)
-        : undefined
-    }
+    test: (headers) => topLevelReport(headers, DELIVERY_REPORT_TYPES)
   },
   {
     id: "bounce-delivery-status-part",
@@ -232,17 +238,10 @@ export const rules: ReadonlyArray<Rule> = [
     id: "read-receipt",
     reason: "auto-response",
     source: "RFC 8098 §3 (a message disposition notification is sent automatically; RFC 3834 §2)",
-    test: (headers) => {
-      // A read receipt answers a message an agent already has: as a ticket it is noise, like an
-      // out-of-office reply. Only the top-level report counts; a receipt forwarded by a person
-      // is ordinary mail.
-      const contentType = headers.get("content-type")
-      if (contentType === undefined) return undefined
-      const { params, value } = parseStructuredValue(contentType)
-      return value === "multipart/report" && params.get("report-type")?.toLowerCase() === "disposition-notification"
-        ? show("Content-Type", contentType)
-        : undefined
-    }
+    // A read receipt answers a message an agent already has: as a ticket it is noise, like an
+    // out-of-office reply. Only the top-level report counts; a receipt forwarded by a person
+    // is ordinary mail.
+    test: (headers) => topLevelReport(headers, DISPOSITION_REPORT_TYPES)
   },
 
   // After the auto-response rows: a null reverse-path is used by every automatic
