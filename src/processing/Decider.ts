@@ -9,7 +9,7 @@ import { existsSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
-import type { DecideOptions, Decision } from "./decide.js"
+import { type DecideOptions, type Decision, tooLarge } from "./Decision.js"
 import type { DecideRequest } from "./parserWorker.js"
 
 /**
@@ -149,9 +149,7 @@ export const workerPool = (size = defaultPoolSize(), workerScript = compiledWork
         return {
           decideAll: (raws, options) =>
             Effect.promise(() =>
-              loadCore().then(({ tooLarge }) =>
-                Promise.all(raws.map((raw) => tooLarge(raw, options) ?? leastBusy().decide(raw, options)))
-              )
+              Promise.all(raws.map((raw) => tooLarge(raw, options) ?? leastBusy().decide(raw, options)))
             ).pipe(Effect.tap((decisions) =>
               Effect.forEach(decisions.filter((decision) => decision._tag === "Quarantine"), warnIfFailed)
             ))

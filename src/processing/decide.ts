@@ -7,37 +7,14 @@
  * worker threads load, and each of them then stays small (no second copy of Effect).
  */
 import { classify } from "../domain/classify.js"
-import type { QuarantineReason } from "../domain/QuarantineReason.js"
 import { toCrlf } from "./crlf.js"
-import { summarize, type Summary } from "./summarize.js"
+import { type DecideOptions, type Decision, tooLarge } from "./Decision.js"
+import { summarize } from "./summarize.js"
 
-export type Decision =
-  | {
-    readonly _tag: "Accept"
-    readonly summary: Summary
-    /** The whole message with CR LF line endings (the same bytes when it had them). */
-    readonly crlf: Uint8Array
-  }
-  | { readonly _tag: "Quarantine"; readonly reason: QuarantineReason; readonly detail: string }
-
-export interface DecideOptions {
-  readonly maxMessageBytes: number
-  readonly quarantineListMail: boolean
-  /** How long parsing may take before the message counts as a processing error. */
-  readonly parseTimeoutMillis: number
-}
+export type { DecideOptions, Decision } from "./Decision.js"
+export { tooLarge } from "./Decision.js"
 
 const oneLine = (text: string) => text.replace(/[\r\n\t]+/g, " ").slice(0, 1000)
-
-/** Over the size limit: quarantined without being parsed (nor sent to a parser thread). */
-export const tooLarge = (raw: Uint8Array, options: DecideOptions): Decision | undefined =>
-  raw.byteLength > options.maxMessageBytes
-    ? {
-      _tag: "Quarantine",
-      reason: "too-large",
-      detail: `${raw.byteLength} bytes is over the limit of ${options.maxMessageBytes} bytes`
-    }
-    : undefined
 
 /** A timer that rejects (a plain timer: mailparser works on a stream, so it can fire between pieces). */
 const deadline = (millis: number) => {
