@@ -368,9 +368,12 @@ const make = Effect.gen(function*() {
     if (pendingPolls.size === 0) return Effect.void
     const rows = [...pendingPolls].map(([stream, last_poll_at]) => ({ stream, last_poll_at }))
     pendingPolls.clear()
-    return sql.withTransaction(Effect.forEach(rows, (row) =>
-      sql`INSERT INTO mailbox_heartbeats ${sql.insert(row)}
-        ON CONFLICT (stream) DO UPDATE SET last_poll_at = ${row.last_poll_at}`, { discard: true }))
+    // A few statements per flush, not one per mailbox: with a thousand mailboxes this runs for
+    // hundreds of polls every few seconds.
+    const chunks = Array.from({ length: Math.ceil(rows.length / INSERT_CHUNK) }, (_, i) => rows.slice(i * INSERT_CHUNK, (i + 1) * INSERT_CHUNK))
+    return sql.withTransaction(Effect.forEach(chunks, (chunk) =>
+      sql`INSERT INTO mailbox_heartbeats ${sql.insert(chunk)}
+        ON CONFLICT (stream) DO UPDATE SET last_poll_at = excluded.last_poll_at`, { discard: true }))
   })
 
   yield* flushPolls.pipe(

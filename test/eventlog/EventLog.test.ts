@@ -603,4 +603,20 @@ describe("polls", () => {
       expect(yield* log.lastPolls).toEqual(new Map([["a", new Date(31_000)], ["b", new Date(31_000)]]))
       expect(yield* log.read({})).toEqual([])
     }).pipe(Effect.provide(freshLog)))
+
+  it.effect("of many mailboxes are written together and updated in place", () =>
+    Effect.gen(function*() {
+      const log = yield* EventLog
+      const streams = Array.from({ length: 450 }, (_, i) => `mailbox-${i}`)
+      yield* TestClock.setTime(1_000)
+      yield* Effect.forEach(streams, (stream) => log.recordPoll(stream))
+      expect((yield* log.lastPolls).size).toBe(450)
+      yield* TestClock.adjust(Duration.seconds(10))
+      yield* Effect.forEach(streams.slice(0, 300), (stream) => log.recordPoll(stream))
+      const polls = yield* log.lastPolls
+      expect(polls.size).toBe(450)
+      expect(polls.get("mailbox-0")).toEqual(new Date(11_000))
+      expect(polls.get("mailbox-299")).toEqual(new Date(11_000))
+      expect(polls.get("mailbox-300")).toEqual(new Date(1_000))
+    }).pipe(Effect.provide(freshLog)))
 })
