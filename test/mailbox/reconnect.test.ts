@@ -138,3 +138,44 @@ describe("the mailbox actor's reconnects", () => {
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(eventLog)))
 })
+
+describe("the mailbox actor's polls", () => {
+  /** A healthy session that records when each poll started and can be told to take long. */
+  const timedSource = (pollStarts: Array<number>, pollTakes: Ref.Ref<Duration.Duration>) =>
+    Layer.succeed(MailSource, {
+      open: Effect.succeed({
+        server: "imaps://steady",
+        list: Effect.gen(function*() {
+          pollStarts.push(yield* TestClock.currentTimeMillis)
+          yield* Effect.sleep(yield* Ref.get(pollTakes))
+          return []
+        }),
+        fetch: () => Effect.succeed([]),
+        remove: () => Effect.void,
+        closed: Effect.never
+      })
+    })
+
+  it.effect("start every polling interval, not an interval after the last poll ended; an overrun poll is followed at once", () =>
+    Effect.gen(function*() {
+      const starts: Array<number> = []
+      const takes = yield* Ref.make(Duration.seconds(4))
+      const fiber = yield* MailboxActor.run(plan, { once: false }).pipe(
+        Effect.provide(Layer.mergeAll(timedSource(starts, takes), sink, Decider.inline)),
+        Effect.fork
+      )
+      yield* TestClock.adjust(Duration.millis(1))
+      // Polls of 4 s every 30 s: at 0, 30, 60, 90 (not 0, 34, 68, …).
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust(Duration.seconds(30))
+      expect(starts).toEqual([0, 30_000, 60_000, 90_000])
+      // A poll of 45 s (longer than the interval): the next starts the moment it ends.
+      yield* Ref.set(takes, Duration.seconds(45))
+      yield* TestClock.adjust(Duration.seconds(30))
+      yield* Ref.set(takes, Duration.seconds(1))
+      yield* TestClock.adjust(Duration.seconds(45))
+      expect(starts.slice(4)).toEqual([120_000, 165_000])
+      yield* TestClock.adjust(Duration.seconds(30))
+      expect(starts.slice(6)).toEqual([195_000])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(eventLog)))
+})
