@@ -357,17 +357,16 @@ const make = Effect.gen(function*() {
 
   // Last-poll times are kept here and written together every few seconds: with a thousand
   // mailboxes, a write (and an fsync) per poll was most of the daemon's idle CPU.
-  /** The last poll of each mailbox since the last flush, in epoch milliseconds. */
-  const pendingPolls = new Map<string, number>()
+  const pendingPolls = new Map<string, string>()
 
   const recordPoll = (stream: string) =>
     Effect.map(Clock.currentTimeMillis, (millis) => {
-      pendingPolls.set(stream, millis)
+      pendingPolls.set(stream, new Date(millis).toISOString())
     })
 
   const flushPolls = Effect.suspend(() => {
     if (pendingPolls.size === 0) return Effect.void
-    const rows = [...pendingPolls].map(([stream, millis]) => ({ stream, last_poll_at: new Date(millis).toISOString() }))
+    const rows = [...pendingPolls].map(([stream, last_poll_at]) => ({ stream, last_poll_at }))
     pendingPolls.clear()
     // A few statements per flush, not one per mailbox: with a thousand mailboxes this runs for
     // hundreds of polls every few seconds.

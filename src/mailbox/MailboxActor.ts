@@ -10,7 +10,7 @@
  * Work is done in batches (one FETCH, one transaction per step for the whole batch): the
  * group commit that keeps the log durable without an fsync per message.
  */
-import { Clock, Duration, Effect, Fiber, Option, Random, Ref } from "effect"
+import { Clock, Duration, Effect, Fiber, Option, Random, Ref, Schedule } from "effect"
 import { createHash } from "node:crypto"
 import {
   MailboxConnected,
@@ -466,19 +466,10 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
         // Polls start every interval (not an interval after the previous one ended), so a new
         // message waits at most one interval plus the poll; a poll that overruns is followed
         // by the next at once. The session ends when a poll fails or the connection drops.
-        // (A plain loop rather than Schedule.fixed: a thousand idle mailboxes poll a hundred
-        // times a second, and the schedule's bookkeeping was a good part of an idle poll.)
-        const interval = plan.pollingIntervalSeconds * 1000
-        const everyInterval = Effect.gen(function*() {
-          let next = yield* Clock.currentTimeMillis
-          while (true) {
-            yield* pollOnce
-            const now = yield* Clock.currentTimeMillis
-            next = Math.max(next + interval, now)
-            yield* Effect.sleep(Duration.millis(next - now))
-          }
-        })
-        return yield* Effect.raceFirst(everyInterval, opened.closed)
+        return yield* Effect.raceFirst(
+          pollOnce.pipe(Effect.repeat(Schedule.fixed(Duration.seconds(plan.pollingIntervalSeconds))), Effect.asVoid),
+          opened.closed
+        )
       })
     )
 
