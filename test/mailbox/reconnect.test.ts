@@ -138,3 +138,42 @@ describe("the mailbox actor's reconnects", () => {
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(eventLog)))
 })
+
+describe("the mailbox actor's polls", () => {
+  /** A healthy session that records when each poll started and can be told to take long. */
+  const timedSource = (pollStarts: Array<number>, pollTakes: Ref.Ref<Duration.Duration>) =>
+    Layer.succeed(MailSource, {
+      open: Effect.succeed({
+        server: "imaps://steady",
+        list: Effect.gen(function*() {
+          pollStarts.push(yield* TestClock.currentTimeMillis)
+          yield* Effect.sleep(yield* Ref.get(pollTakes))
+          return []
+        }),
+        fetch: () => Effect.succeed([]),
+        remove: () => Effect.void,
+        closed: Effect.never
+      })
+    })
+
+  it.effect("start every polling interval, not an interval after the last poll ended; an overrun poll is followed at once", () =>
+    Effect.gen(function*() {
+      const starts: Array<number> = []
+      const takes = yield* Ref.make(Duration.seconds(4))
+      const fiber = yield* MailboxActor.run(plan, { once: false }).pipe(
+        Effect.provide(Layer.mergeAll(timedSource(starts, takes), sink, Decider.inline)),
+        Effect.fork
+      )
+      // Polls of 4 s, every 30 s from the end of the first (Schedule.fixed): 0, 34, 64, 94 s —
+      // not 0, 34, 68, 102 s as an interval after each poll would give.
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust(Duration.seconds(10))
+      expect(starts).toEqual([0, 34_000, 64_000, 94_000])
+      // A poll of 45 s, longer than the interval: the next one starts when it ends.
+      yield* Ref.set(takes, Duration.seconds(45))
+      for (let i = 0; i < 7; i++) yield* TestClock.adjust(Duration.seconds(10))
+      yield* Ref.set(takes, Duration.seconds(1))
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust(Duration.seconds(10))
+      expect(starts.slice(4, 6)).toEqual([124_000, 169_000])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(eventLog)))
+})
