@@ -13,6 +13,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Clock, Duration, Effect, Option, Redacted, Ref, Schema } from "effect"
+import { TLS_ERROR_CODES } from "../tlsErrors.js"
 import {
   type GraphError,
   GraphAuthFailed,
@@ -149,16 +150,6 @@ export const make = (
     return { token, invalidate } satisfies GraphAuth
   })
 
-const TLS_CODES = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_HAS_EXPIRED",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "ERR_SSL_WRONG_VERSION_NUMBER",
-  "EPROTO"
-])
 
 const causeCode = (error: unknown): string | undefined => {
   let current: unknown = error
@@ -174,7 +165,7 @@ const causeCode = (error: unknown): string | undefined => {
 /** Whether a transport failure is a certificate or TLS handshake problem. */
 export const isTlsFailure = (error: unknown): boolean => {
   const code = causeCode(error)
-  return code !== undefined && (TLS_CODES.has(code) || code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL"))
+  return code !== undefined && (TLS_ERROR_CODES.has(code) || code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL"))
 }
 
 /** A transport failure in a few words: the socket error code, never the request body. */

@@ -15,19 +15,10 @@ import { createSecureContext, type SecureContext } from "node:tls"
 import type { ServerMailbox } from "../../domain/config.js"
 import { type Fetched, type Listed, type MailSession, MailSource, MailSourceError } from "../MailSource.js"
 import { MessageBuffer } from "../MessageBuffer.js"
+import { TLS_ERROR_CODES } from "../tlsErrors.js"
 
 export const defaultPort = (tls: ServerMailbox["tls"]): number => (tls === "implicit" ? 993 : 143)
 
-const TLS_ERROR_CODES = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_HAS_EXPIRED",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "ERR_SSL_WRONG_VERSION_NUMBER",
-  "EPROTO"
-])
 
 /** Maps an imapflow or socket error to a kind the mailbox actor can act on. */
 export const toSourceError = (cause: unknown, during: string): MailSourceError => {

@@ -16,6 +16,7 @@ import * as tls from "node:tls"
 import { Chunk, Deferred, Duration, Effect, Exit, Option, Redacted, type Scope, Stream } from "effect"
 import { MailSourceError, type MailSourceErrorKind } from "../MailSource.js"
 import { LARGE_MESSAGE_BYTES, MessageBuffer } from "../MessageBuffer.js"
+import { TLS_ERROR_CODES } from "../tlsErrors.js"
 import { bodyLines, Pop3Reader } from "./Pop3Reader.js"
 
 export interface Pop3ConnectOptions {
@@ -110,19 +111,6 @@ const STREAM_PULL_BYTES = 64 * 1024
 // A finalizer's QUIT must not hold up closing the scope for a whole command timeout.
 const FINALIZER_QUIT_TIMEOUT = Duration.seconds(5)
 
-const TLS_ERROR_CODES = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "CERT_REVOKED",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "ERR_SSL_WRONG_VERSION_NUMBER",
-  "EPROTO"
-])
 
 interface Status {
   readonly kind: "ok" | "err" | "continue"
