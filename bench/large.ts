@@ -15,14 +15,13 @@
  *
  * Options: --sizes 50,200 (MiB), --protocols imap,pop3, --paths parsed,too-large, --use-dist, --keep.
  */
-import Database from "better-sqlite3"
 import { readFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import { smtpQuarantine, writeConfig } from "../test/support/cli.js"
 import { startDovecot } from "../test/support/dovecot.js"
 import { largeMessage } from "../test/support/messages.js"
 import { startSmtpServer } from "../test/support/smtpServer.js"
-import { buildDaemon, type Cell, ensureDovecotInstalled, flag, log, machine, mb, option, scratchDir, table, writeResults } from "./lib/common.js"
+import { buildDaemon, type Cell, ensureDovecotInstalled, eventCounts, flag, log, machine, mb, option, scratchDir, table, writeResults } from "./lib/common.js"
 import { ensureGnuTime, measure, type Measured } from "./lib/measure.js"
 
 const SIZES = option("sizes", "50,200").split(",").map(Number).filter((n) => n > 0)
@@ -46,16 +45,6 @@ interface LargeResult extends Measured {
   readonly events: Record<string, number>
 }
 
-const eventCounts = (database: string): Record<string, number> => {
-  const db = new Database(database, { readonly: true })
-  try {
-    const rows = db.prepare("SELECT type, COUNT(*) AS n FROM events GROUP BY type").all() as Array<{ type: string; n: number }>
-    return Object.fromEntries(rows.map((row) => [row.type, row.n]))
-  } finally {
-    db.close()
-  }
-}
-
 const main = async () => {
   await ensureDovecotInstalled()
   ensureGnuTime()
@@ -63,6 +52,38 @@ const main = async () => {
   const machineBefore = machine()
   const dovecot = await startDovecot({ name: "bench-large", users: [{ user: USER, password: PASSWORD }] })
   const smtp = await startSmtpServer()
+  /** The configuration of one run: the bench user's mailbox, plain TCP, quarantine to `smtp`. */
+  const configFor = (dir: string, protocol: "IMAP" | "POP3", maxMessageBytes?: number) =>
+    writeConfig(dir, {
+      database: join(dir, "events.db"),
+      defaults: { quarantine: smtpQuarantine(smtp) },
+      configurations: [{
+        name: "large",
+        usageType: "Production",
+        integrationType: protocol,
+        ...(maxMessageBytes === undefined ? {} : { maxMessageBytes }),
+        mailboxes: [{
+          id: "large",
+          host: "127.0.0.1",
+          port: protocol === "IMAP" ? dovecot.imapPort : dovecot.pop3Port,
+          tls: "none",
+          user: USER,
+          password: PASSWORD,
+          connectTimeoutSeconds: 10,
+          commandTimeoutSeconds: 600
+        }]
+      }]
+    })
+  /** `mailintake run --once`, measured; its output goes to `dir`. */
+  const runOnce = (config: string, dir: string, timeoutMs: number) =>
+    measure({
+      command: process.execPath,
+      args: [build.bin, "run", "--once", "--config", config],
+      env: { MAILINTAKE_LOG_LEVEL: "info" },
+      stdoutFile: join(dir, "stdout"),
+      stderrFile: join(dir, "stderr"),
+      timeoutMs
+    })
   const results: Array<LargeResult> = []
   const baselines: Array<Measured & { protocol: string }> = []
   const scratch: Array<string> = []
@@ -71,32 +92,9 @@ const main = async () => {
     for (const protocol of PROTOCOLS) {
       const dir = scratchDir(`large-${protocol.toLowerCase()}-empty`)
       scratch.push(dir)
-      const config = writeConfig(dir, {
-        database: join(dir, "events.db"),
-        defaults: { quarantine: smtpQuarantine(smtp) },
-        configurations: [{
-          name: "large",
-          usageType: "Production",
-          integrationType: protocol,
-          mailboxes: [{
-            id: "large",
-            host: "127.0.0.1",
-            port: protocol === "IMAP" ? dovecot.imapPort : dovecot.pop3Port,
-            tls: "none",
-            user: USER,
-            password: PASSWORD
-          }]
-        }]
-      })
+      const config = configFor(dir, protocol)
       log(`${protocol} empty mailbox (baseline)`)
-      const measured = await measure({
-        command: process.execPath,
-        args: [build.bin, "run", "--once", "--config", config],
-        env: { MAILINTAKE_LOG_LEVEL: "info" },
-        stdoutFile: join(dir, "stdout"),
-        stderrFile: join(dir, "stderr"),
-        timeoutMs: 120_000
-      })
+      const measured = await runOnce(config, dir, 120_000)
       baselines.push({ protocol, ...measured })
     }
     for (const sizeMiB of SIZES) {
@@ -110,36 +108,10 @@ const main = async () => {
           scratch.push(dir)
           const database = join(dir, "events.db")
           const maxMessageBytes = path === "parsed" ? messageBytes + 64 * MiB : Math.floor(messageBytes / 2)
-          const config = writeConfig(dir, {
-            database,
-            defaults: { quarantine: smtpQuarantine(smtp) },
-            configurations: [{
-              name: "large",
-              usageType: "Production",
-              integrationType: protocol,
-              maxMessageBytes,
-              mailboxes: [{
-                id: "large",
-                host: "127.0.0.1",
-                port: protocol === "IMAP" ? dovecot.imapPort : dovecot.pop3Port,
-                tls: "none",
-                user: USER,
-                password: PASSWORD,
-                connectTimeoutSeconds: 10,
-                commandTimeoutSeconds: 600
-              }]
-            }]
-          })
+          const config = configFor(dir, protocol, maxMessageBytes)
           const received = smtp.received.length
           log(`${protocol} ${sizeMiB} MiB ${path} (maxMessageBytes ${maxMessageBytes})`)
-          const measured = await measure({
-            command: process.execPath,
-            args: [build.bin, "run", "--once", "--config", config],
-            env: { MAILINTAKE_LOG_LEVEL: "info" },
-            stdoutFile: join(dir, "stdout"),
-            stderrFile: join(dir, "stderr"),
-            timeoutMs: 900_000
-          })
+          const measured = await runOnce(config, dir, 900_000)
           const events = eventCounts(database)
           const left = await dovecot.count(USER)
           const problems: Array<string> = []

@@ -29,7 +29,6 @@
  *                            machine: see bench/getmail-waitpid.py) instead of through the wrapper
  *   --keep                   keep the scratch directories (logs, event logs, maildirs)
  */
-import Database from "better-sqlite3"
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { smtpQuarantine, writeConfig } from "../test/support/cli.js"
@@ -37,6 +36,7 @@ import { type Dovecot, startDovecot } from "../test/support/dovecot.js"
 import { startSmtpServer, type SmtpServerHandle } from "../test/support/smtpServer.js"
 import {
   buildDaemon,
+  eventCounts,
   type Cell,
   ensureDebian,
   ensureDovecotInstalled,
@@ -134,16 +134,6 @@ const countBsmtp = (file: string): number => {
   let count = content.subarray(0, 10).toString("latin1") === "MAIL FROM:" ? 1 : 0
   for (let at = content.indexOf("\nMAIL FROM:"); at >= 0; at = content.indexOf("\nMAIL FROM:", at + 1)) count++
   return count
-}
-
-const eventCounts = (database: string): Record<string, number> => {
-  const db = new Database(database, { readonly: true })
-  try {
-    const rows = db.prepare("SELECT type, COUNT(*) AS n FROM events GROUP BY type").all() as Array<{ type: string; n: number }>
-    return Object.fromEntries(rows.map((row) => [row.type, row.n]))
-  } finally {
-    db.close()
-  }
 }
 
 const fetchmailRc = (dir: string, dovecot: Dovecot, protocol: Protocol, extra: string): string => {

@@ -2,6 +2,7 @@
  * Shared plumbing for the benchmarks: options, tables, result files, the machine's state,
  * Debian tools, and a private build of the daemon.
  */
+import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
@@ -266,3 +267,14 @@ export const scratchDir = (label: string): string => {
   return dir
 }
 
+
+/** How many events of each type a daemon's event log holds (read-only, beside a running daemon). */
+export const eventCounts = (database: string): Record<string, number> => {
+  const db = new Database(database, { readonly: true })
+  try {
+    const rows = db.prepare("SELECT type, COUNT(*) AS n FROM events GROUP BY type").all() as Array<{ type: string; n: number }>
+    return Object.fromEntries(rows.map((row) => [row.type, row.n]))
+  } finally {
+    db.close()
+  }
+}

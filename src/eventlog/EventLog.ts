@@ -97,6 +97,10 @@ const viewOf = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes.buffer, b
 
 /** Rows per INSERT: well under SQLite's limit on bound parameters. */
 const INSERT_CHUNK = 200
+
+/** Rows in INSERT-sized slices. */
+const inChunks = <A>(rows: ReadonlyArray<A>): Array<ReadonlyArray<A>> =>
+  Array.from({ length: Math.ceil(rows.length / INSERT_CHUNK) }, (_, i) => rows.slice(i * INSERT_CHUNK, (i + 1) * INSERT_CHUNK))
 const REPLAY_PAGE = 20_000
 /** How often the last-poll times are written: one transaction for every mailbox's polls. */
 const HEARTBEAT_FLUSH = "5 seconds"
@@ -120,8 +124,8 @@ const make = Effect.gen(function*() {
         const content = bufferOf(blob.bytes)
         return { sha256: blob.sha256, size: content.byteLength, content }
       })
-      for (let start = 0; start < whole.length; start += INSERT_CHUNK) {
-        yield* sql`INSERT INTO blobs ${sql.insert(whole.slice(start, start + INSERT_CHUNK))} ON CONFLICT (sha256) DO NOTHING`
+      for (const chunk of inChunks(whole)) {
+        yield* sql`INSERT INTO blobs ${sql.insert(chunk)} ON CONFLICT (sha256) DO NOTHING`
       }
       for (const blob of blobs) {
         if (blob.bytes.byteLength <= CHUNKED_ABOVE) continue
@@ -159,30 +163,29 @@ const make = Effect.gen(function*() {
         payload: toPayload(event),
         at
       }))
-      for (let start = 0; start < rows.length; start += INSERT_CHUNK) {
-        const chunk = rows.slice(start, start + INSERT_CHUNK)
+      for (const chunk of inChunks(rows)) {
         // RETURNING rows come in no guaranteed order (SQLite and Postgres alike): match them by version.
         const returned = yield* sql<{ position: number; version: number }>`INSERT INTO events ${
           sql.insert(chunk)
         } RETURNING position, version`
         const positions = new Map(returned.map((row) => [Number(row.version), Number(row.position)]))
-        chunk.forEach((row, i) =>
+        for (const row of chunk) {
           stored.push({
             position: positions.get(row.version)!,
             stream: row.stream,
             version: row.version,
             at: new Date(at),
-            event: request.events[start + i]!
+            event: request.events[row.version - request.expectedVersion - 1]!
           })
-        )
+        }
       }
       const accepted = stored.flatMap(({ event, position }) =>
         event._tag === "MessageAccepted"
           ? [{ stream: request.stream, sha256: event.sha256, message_id: event.messageId, ref: event.ref, position }]
           : []
       )
-      for (let start = 0; start < accepted.length; start += INSERT_CHUNK) {
-        yield* sql`INSERT INTO accepted_messages ${sql.insert(accepted.slice(start, start + INSERT_CHUNK))}`
+      for (const chunk of inChunks(accepted)) {
+        yield* sql`INSERT INTO accepted_messages ${sql.insert(chunk)}`
       }
       const version = request.expectedVersion + request.events.length
       yield* sql`INSERT INTO streams ${sql.insert({ stream: request.stream, version })}
@@ -370,8 +373,7 @@ const make = Effect.gen(function*() {
     pendingPolls.clear()
     // A few statements per flush, not one per mailbox: with a thousand mailboxes this runs for
     // hundreds of polls every few seconds.
-    const chunks = Array.from({ length: Math.ceil(rows.length / INSERT_CHUNK) }, (_, i) => rows.slice(i * INSERT_CHUNK, (i + 1) * INSERT_CHUNK))
-    return sql.withTransaction(Effect.forEach(chunks, (chunk) =>
+    return sql.withTransaction(Effect.forEach(inChunks(rows), (chunk) =>
       sql`INSERT INTO mailbox_heartbeats ${sql.insert(chunk)}
         ON CONFLICT (stream) DO UPDATE SET last_poll_at = excluded.last_poll_at`, { discard: true }))
   })

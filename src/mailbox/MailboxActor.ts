@@ -85,12 +85,12 @@ export const batches = (listed: ReadonlyArray<Listed>): Array<Array<Listed>> => 
   return result
 }
 
-/** When a message whose forward failed `attempts` times may be tried again. */
 /** Per poll: whether the quarantine destination already failed (then the rest wait). */
 interface SinkStatus {
   unavailable: boolean
 }
 
+/** When a message whose forward failed `attempts` times may be tried again. */
 export const quarantineRetryDue = (entry: InFlight, pollSeconds: number): number => {
   if (entry.attempts === 0 || entry.lastAttemptAt === undefined) return 0
   const delay = Math.min(pollSeconds * 1000 * 2 ** (entry.attempts - 1), Duration.toMillis(QUARANTINE_RETRY_CAP))

@@ -8,7 +8,7 @@
  * the two equal on every kind of message).
  */
 import { type AddressObject, type HeaderValue, MailParser } from "mailparser"
-import { Readable } from "node:stream"
+import { byteStream } from "./byteStream.js"
 import { textToCrlf } from "./crlf.js"
 
 export interface Summary {
@@ -21,9 +21,6 @@ export interface Summary {
   readonly attachments: ReadonlyArray<{ readonly filename: string; readonly contentType: string; readonly size: number }>
   readonly body: string
 }
-
-/** Bytes handed to the parser per write. */
-const FEED_BYTES = 256 * 1024
 
 // mailparser's fields are not always what its types say (a part with an empty Content-Type
 // has contentType false, a broken address header is no AddressObject): everything is coerced,
@@ -38,14 +35,6 @@ const addresses = (field: HeaderValue | undefined): Array<string> => {
 type Entry = AddressObject["value"][number]
 const flatten = (entry: Entry): Array<string> =>
   entry.group !== undefined ? entry.group.flatMap(flatten) : entry.address ? [entry.address] : entry.name ? [entry.name] : []
-
-/** The message as a stream of views of its bytes (no copy). */
-const pieces = (raw: Uint8Array): Readable =>
-  Readable.from((function*() {
-    for (let offset = 0; offset < raw.byteLength; offset += FEED_BYTES) {
-      yield Buffer.from(raw.buffer, raw.byteOffset + offset, Math.min(FEED_BYTES, raw.byteLength - offset))
-    }
-  })(), { objectMode: false })
 
 /**
  * The Date header's value when it is a date. mailparser puts the time of parsing in place of
@@ -62,7 +51,7 @@ export const headerDate = (lines: ReadonlyArray<{ readonly key: string; readonly
 export const summarize = (raw: Uint8Array, stop?: Promise<never>): Promise<Summary> =>
   new Promise<Summary>((resolve, reject) => {
     const parser = new MailParser({ skipHtmlToText: false, skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true })
-    const input = pieces(raw)
+    const input = byteStream(raw)
     let settled = false
     const fail = (error: unknown) => {
       if (settled) return

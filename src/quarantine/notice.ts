@@ -9,7 +9,8 @@
 import { createHash, randomBytes } from "node:crypto"
 import { Effect } from "effect"
 import type { Options as MailComposerOptions } from "nodemailer/lib/mailer/index.js"
-import { Readable } from "node:stream"
+import type { Readable } from "node:stream"
+import { byteStream } from "../processing/byteStream.js"
 import { QuarantineSinkError, type QuarantineNotice } from "./QuarantineSink.js"
 
 export interface NoticeEnvelope {
@@ -30,17 +31,6 @@ const LIMITS = {
   ref: 500,
   detail: 2_000
 } as const
-
-/** The original is handed to the encoder this much at a time. */
-const PIECE_BYTES = 256 * 1024
-
-/** The original as a stream of views of its bytes (no copy). */
-const piecesOf = (original: Buffer): Readable =>
-  Readable.from((function*() {
-    for (let offset = 0; offset < original.byteLength; offset += PIECE_BYTES) {
-      yield original.subarray(offset, offset + PIECE_BYTES)
-    }
-  })(), { objectMode: false })
 
 const composeFailed = (error: unknown) =>
   new QuarantineSinkError({
@@ -127,7 +117,7 @@ const composerOptions = (raw: Uint8Array, notice: QuarantineNotice, envelope: No
     attachments: [
       {
         filename,
-        content: piecesOf(original),
+        content: byteStream(original),
         contentType: "message/rfc822",
         // Nodemailer makes message/* parts inline by default; as an attachment every client
         // (and mailparser) hands out the original as a file instead of rendering it in place.

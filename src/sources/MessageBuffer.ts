@@ -46,7 +46,3 @@ export class MessageBuffer {
 }
 
 const shared = (size: number): Buffer => Buffer.from(new SharedArrayBuffer(size))
-
-/** True when these bytes are on a SharedArrayBuffer (a worker thread can read them without a copy). */
-export const isShared = (bytes: Uint8Array): boolean =>
-  typeof SharedArrayBuffer !== "undefined" && bytes.buffer instanceof SharedArrayBuffer
