@@ -27,12 +27,19 @@ export const loadOrExit = (path: string, options: LoadOptions = {}) =>
       ))
   )
 
+/** An error's message and, for a SqlError, SQLite's own words ("database is locked"). */
+const describe = (error: unknown): string => {
+  const message = String((error as Error)?.message ?? error).trim()
+  const inner = (error as { cause?: { message?: unknown } })?.cause?.message
+  return typeof inner === "string" && inner !== "" ? `${message}: ${inner}` : message
+}
+
 /** The event log of the database a configuration names. */
 export const eventLogLayer = (database: string) =>
   EventLog.layer.pipe(
     Layer.provideMerge(Database.layer(database)),
     Layer.mapError((cause) =>
-      new ExitCode({ code: 1, message: `cannot open the event log ${database}: ${String((cause as Error)?.message ?? cause)}` })
+      new ExitCode({ code: 1, message: `cannot open the event log ${database}: ${describe(cause)}` })
     )
   )
 

@@ -44,12 +44,28 @@ export const sqlFileLoader = (directory: string): Migrator.Loader =>
 
 /**
  * Another process (the daemon, or a CLI command opening the same new file) may be migrating at
- * the same moment: its tables appear under us and our CREATE fails. Once it has committed, a
- * second try finds the migrations recorded and does nothing.
+ * the same moment. Two things can then happen: its tables appear under us and our CREATE fails,
+ * or our attempt to record the migrations finds the database locked — which @effect/sql's
+ * Migrator takes for "someone else is migrating" and reports as success, with no tables yet.
+ * Either way we are done only once every migration we know is recorded as committed; until
+ * then we wait and try again (the other process commits within milliseconds).
  */
-const runMigrations = Migrator.make({})({ loader: sqlFileLoader(migrationsDirectory) }).pipe(
-  Effect.retry({ times: 10, schedule: Schedule.spaced("300 millis") })
-)
+const runMigrations = Effect.gen(function*() {
+  const loader = sqlFileLoader(migrationsDirectory)
+  const latestKnown = Math.max(0, ...(yield* loader).map(([id]) => id))
+  const sql = yield* SqlClient.SqlClient
+  const attempt = Effect.gen(function*() {
+    yield* Migrator.make({})({ loader })
+    const [recorded] = yield* sql<{ latest: number | null }>`SELECT max(migration_id) AS latest FROM effect_sql_migrations`
+    if ((recorded?.latest ?? 0) < latestKnown) {
+      return yield* new Migrator.MigrationError({
+        reason: "locked",
+        message: `another process is migrating the event log (recorded ${recorded?.latest ?? 0} of ${latestKnown})`
+      })
+    }
+  })
+  yield* Effect.retry(attempt, { times: 50, schedule: Schedule.spaced("200 millis") })
+})
 
 /**
  * Pragmas for durability, speed and readers (the CLI) running beside the daemon.
@@ -64,7 +80,9 @@ const configure = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* sql.unsafe("PRAGMA busy_timeout = 10000")
   yield* sql.unsafe("PRAGMA page_size = 65536")
-  yield* sql.unsafe("PRAGMA journal_mode = WAL")
+  // Switching to WAL takes an exclusive lock, and SQLite answers BUSY at once (no busy
+  // handler) when another connection opening the same new file holds it: try again.
+  yield* Effect.retry(sql.unsafe("PRAGMA journal_mode = WAL"), { times: 50, schedule: Schedule.spaced("100 millis") })
   yield* sql.unsafe("PRAGMA cache_size = -16384")
   yield* sql.unsafe("PRAGMA synchronous = FULL")
   yield* sql.unsafe("PRAGMA foreign_keys = ON")
