@@ -33,6 +33,12 @@ export const bundle = (outDir: string = join(repository, "dist", "bundle"), root
     format: "esm",
     target: "node20",
     sourcemap: true,
+    // Without whitespace and comments: V8 keeps the whole source text on the heap, and one
+    // non-ASCII character in a comment makes all of it two bytes a character (12 MB instead of
+    // 4). Names are kept, so stack traces still read. Measured: 110 → 88 MB RSS at start.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: "none",
     external: ["better-sqlite3", "pino"],
     // CommonJS dependencies call require() for Node's built-ins; an ES module has none.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },

@@ -3,7 +3,9 @@
  * quarantine type picks the `QuarantineSink`. Tests swap this service to run the real actor
  * over other sources and sinks.
  */
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+// Node's own fetch (undici built into Node 20), not @effect/platform-node's NodeHttpClient: that
+// module loads a bundled copy of undici (1 MB of code) into every daemon, Graph or not.
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { Context, Layer } from "effect"
 import type { MailboxPlan } from "../domain/plan.js"
 import * as GraphQuarantine from "../quarantine/graph/GraphQuarantine.js"
@@ -26,7 +28,7 @@ export const live = Layer.succeed(Integrations, {
       case "Server":
         return connection.protocol === "IMAP" ? ImapSource.layer(connection.settings) : Pop3Source.layer(connection.settings)
       case "Graph":
-        return GraphSource.layer(connection.settings).pipe(Layer.provide(NodeHttpClient.layerUndici))
+        return GraphSource.layer(connection.settings).pipe(Layer.provide(FetchHttpClient.layer))
     }
   },
   sink: (plan) => {
@@ -36,7 +38,7 @@ export const live = Layer.succeed(Integrations, {
         return SmtpQuarantine.layer(target)
       case "Graph":
         return GraphQuarantine.layer(target, plan.connection._tag === "Graph" ? plan.connection.settings : undefined).pipe(
-          Layer.provide(NodeHttpClient.layerUndici)
+          Layer.provide(FetchHttpClient.layer)
         )
     }
   }

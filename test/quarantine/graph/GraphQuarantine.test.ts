@@ -2,7 +2,7 @@
  * The Graph QuarantineSink against the local Graph server: sendMail in MIME form, and what the
  * quarantine mailbox receives.
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { simpleParser } from "mailparser"
@@ -49,7 +49,7 @@ const forward = (
   notice: QuarantineNotice = noticeFor("ref-1")
 ) =>
   Effect.flatMap(QuarantineSink, (sink) => sink.forward(raw, notice)).pipe(
-    Effect.provide(GraphQuarantine.layer(target, fallback).pipe(Layer.provide(NodeHttpClient.layer)))
+    Effect.provide(GraphQuarantine.layer(target, fallback).pipe(Layer.provide(FetchHttpClient.layer)))
   )
 
 /** The message/rfc822 attachment of a notice, as mailparser hands it out. */

@@ -2,7 +2,7 @@
  * The Graph MailSource against the local Graph server (test/support/graphServer.ts), over real
  * HTTP with @effect/platform-node's client.
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Redacted, TestClock } from "effect"
 import type { GraphMailbox } from "../../../src/domain/config.js"
@@ -32,7 +32,7 @@ const mailboxOn = (server: GraphServer, overrides: Partial<GraphMailbox> = {}): 
   ...overrides
 })
 
-const sourceLayer = (mailbox: GraphMailbox) => GraphSource.layer(mailbox).pipe(Layer.provide(NodeHttpClient.layer))
+const sourceLayer = (mailbox: GraphMailbox) => GraphSource.layer(mailbox).pipe(Layer.provide(FetchHttpClient.layer))
 
 /** Opens a session on `mailbox` and runs `use` in it; the layer (and its token cache) is built once. */
 const inSession = <A, E>(mailbox: GraphMailbox, use: (session: MailSession) => Effect.Effect<A, E>) =>
