@@ -73,7 +73,9 @@ class PoolWorker {
   constructor(private readonly script: URL) {}
 
   private spawn(): Worker {
-    const worker = new Worker(this.script)
+    // A small young generation: a parse's garbage is short-lived, and with V8's default (up to
+    // 48 MB) a worker parsing one large message grew by that much before collecting any.
+    const worker = new Worker(this.script, { resourceLimits: { maxYoungGenerationSizeMb: 4 } })
     worker.on("message", (reply: { id: number; decision: Decision }) => {
       const pending = this.pending.get(reply.id)
       if (pending === undefined) return

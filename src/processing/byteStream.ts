@@ -7,9 +7,11 @@ import { Readable } from "node:stream"
 
 const PIECE_BYTES = 256 * 1024
 
-export const byteStream = (bytes: Uint8Array): Readable =>
+/** `onPiece`, when given, is told the size of each piece as it is handed out. */
+export const byteStream = (bytes: Uint8Array, onPiece?: (pieceBytes: number) => void): Readable =>
   Readable.from((function*() {
     for (let offset = 0; offset < bytes.byteLength; offset += PIECE_BYTES) {
+      onPiece?.(Math.min(PIECE_BYTES, bytes.byteLength - offset))
       yield Buffer.from(bytes.buffer, bytes.byteOffset + offset, Math.min(PIECE_BYTES, bytes.byteLength - offset))
     }
   })(), { objectMode: false })

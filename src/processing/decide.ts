@@ -26,7 +26,7 @@ const deadline = (millis: number) => {
   return { promise, clear: () => clearTimeout(timer) }
 }
 
-export const decideMessage = async (raw: Uint8Array, options: DecideOptions): Promise<Decision> => {
+export const decideMessage = async (raw: Uint8Array, options: DecideOptions, collectGarbage?: boolean): Promise<Decision> => {
   const timer = deadline(options.parseTimeoutMillis)
   try {
     const large = tooLarge(raw, options)
@@ -34,7 +34,7 @@ export const decideMessage = async (raw: Uint8Array, options: DecideOptions): Pr
     const verdict = classify(raw, { quarantineListMail: options.quarantineListMail })
     if (verdict._tag === "Quarantine") return { _tag: "Quarantine", reason: verdict.reason, detail: verdict.detail }
     // The deadline also stops the parser, so a message over its time leaves nothing running.
-    const summary = await Promise.race([summarize(raw, timer.promise), timer.promise])
+    const summary = await Promise.race([summarize(raw, timer.promise, collectGarbage), timer.promise])
     return { _tag: "Accept", summary, crlf: toCrlf(raw) }
   } catch (error) {
     return { _tag: "Quarantine", reason: "processing-error", detail: oneLine(error instanceof Error ? `${error.name}: ${error.message}` : String(error)) }

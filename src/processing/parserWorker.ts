@@ -13,7 +13,8 @@ export interface DecideRequest {
 }
 
 parentPort?.on("message", (request: DecideRequest) => {
-  void decideMessage(request.raw, request.options).then((decision) => {
+  // true: a large message's parse collects garbage every few megabytes (src/memory/collectGarbage.ts).
+  void decideMessage(request.raw, request.options, true).then((decision) => {
     // The CR LF copy travels back only when it differs from the original (shared, not copied,
     // when the original was on a SharedArrayBuffer).
     const reply = decision._tag === "Accept" && decision.crlf === request.raw

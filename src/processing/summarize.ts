@@ -8,6 +8,7 @@
  * the two equal on every kind of message).
  */
 import { type AddressObject, type HeaderValue, MailParser } from "mailparser"
+import { collectEvery } from "../memory/collectGarbage.js"
 import { byteStream } from "./byteStream.js"
 import { textToCrlf } from "./crlf.js"
 
@@ -47,11 +48,19 @@ export const headerDate = (lines: ReadonlyArray<{ readonly key: string; readonly
   return Number.isNaN(date.getTime()) ? undefined : date
 }
 
-/** The summary of a message. `stop`, when it rejects, ends the parse early (a timeout). */
-export const summarize = (raw: Uint8Array, stop?: Promise<never>): Promise<Summary> =>
+/**
+ * The summary of a message. `stop`, when it rejects, ends the parse early (a timeout).
+ *
+ * With `collectGarbage` (the parser worker), garbage is collected after every few megabytes of
+ * a large message: decoding an attachment leaves its pieces behind outside the JS heap
+ * (src/memory/collectGarbage.ts); for a 50 MB message that pile was the largest part of the
+ * parse's memory.
+ */
+export const summarize = (raw: Uint8Array, stop?: Promise<never>, collectGarbage?: boolean): Promise<Summary> =>
   new Promise<Summary>((resolve, reject) => {
     const parser = new MailParser({ skipHtmlToText: false, skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true })
-    const input = byteStream(raw)
+    const collect = collectGarbage === true ? collectEvery() : undefined
+    const input = byteStream(raw, collect === undefined ? undefined : (piece) => collect(piece))
     let settled = false
     const fail = (error: unknown) => {
       if (settled) return

@@ -8,6 +8,7 @@
  * maps zero pages lazily), so a hint that is too high costs address space, not memory.
  */
 import { Buffer } from "node:buffer"
+import { collectEvery } from "../memory/collectGarbage.js"
 
 /** Messages at least this large are assembled here; smaller ones are not worth a shared buffer. */
 export const LARGE_MESSAGE_BYTES = 1024 * 1024
@@ -18,6 +19,8 @@ const MAX_INITIAL_BYTES = 1024 * 1024 * 1024
 export class MessageBuffer {
   private bytes: Buffer
   private length = 0
+  /** The pieces that arrived are garbage once copied here; collected every few megabytes. */
+  private readonly collect = collectEvery()
 
   constructor(expectedBytes: number | undefined) {
     const hint = expectedBytes !== undefined && Number.isFinite(expectedBytes) && expectedBytes > 0 ? expectedBytes : 0
@@ -37,6 +40,7 @@ export class MessageBuffer {
     }
     this.bytes.set(chunk, this.length)
     this.length = needed
+    this.collect(chunk.byteLength)
   }
 
   /** The bytes received, as a view (no copy). */
