@@ -360,16 +360,18 @@ const make = Effect.gen(function*() {
 
   // Last-poll times are kept here and written together every few seconds: with a thousand
   // mailboxes, a write (and an fsync) per poll was most of the daemon's idle CPU.
-  const pendingPolls = new Map<string, string>()
+  const pendingPolls = new Map<string, number>()
 
-  const recordPoll = (stream: string) =>
-    Effect.map(Clock.currentTimeMillis, (millis) => {
-      pendingPolls.set(stream, new Date(millis).toISOString())
-    })
+  /** That a mailbox polled at `millis` (default: now), for the next flush; no Effect, for idle polls. */
+  const notePoll = (stream: string, millis: number = Date.now()): void => {
+    pendingPolls.set(stream, millis)
+  }
+
+  const recordPoll = (stream: string) => Effect.map(Clock.currentTimeMillis, (millis) => notePoll(stream, millis))
 
   const flushPolls = Effect.suspend(() => {
     if (pendingPolls.size === 0) return Effect.void
-    const rows = [...pendingPolls].map(([stream, last_poll_at]) => ({ stream, last_poll_at }))
+    const rows = [...pendingPolls].map(([stream, millis]) => ({ stream, last_poll_at: new Date(millis).toISOString() }))
     pendingPolls.clear()
     // A few statements per flush, not one per mailbox: with a thousand mailboxes this runs for
     // hundreds of polls every few seconds.
@@ -390,7 +392,7 @@ const make = Effect.gen(function*() {
     sql<{ stream: string; last_poll_at: string }>`SELECT stream, last_poll_at FROM mailbox_heartbeats`
   ).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.stream, new Date(row.last_poll_at)]))))
 
-  return { append, appendAll, appendAtEnd, read, readStream, replay, streams, blob, recordPoll, lastPolls } as const
+  return { append, appendAll, appendAtEnd, read, readStream, replay, streams, blob, recordPoll, notePoll, lastPolls } as const
 })
 
 export class EventLog extends Context.Tag("mailintake/EventLog")<EventLog, Effect.Effect.Success<typeof make>>() {

@@ -454,22 +454,33 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
           yield* Effect.logInfo(`connected to ${opened.server}`)
         }
         yield* Ref.set(reached, true)
-        const fullPoll = processor.poll(opened)
-        if (options.once || opened.removalEndsSession === true) return yield* Effect.asVoid(fullPoll)
-        // An idle poll: nothing of ours unfinished and the source reports no change since its
-        // last listing (IMAP: the NOOP brought no news) — the whole poll would find nothing.
-        const { unchanged } = opened
-        const pollOnce = unchanged === undefined ? fullPoll : Effect.flatMap(Ref.get(stateRef), (state) =>
-          state.inFlight.size > 0
-            ? fullPoll
-            : Effect.flatMap(unchanged, (same) => (same ? log.recordPoll(plan.id) : fullPoll)))
+        const poll = processor.poll(opened)
+        if (options.once || opened.removalEndsSession === true) return yield* Effect.asVoid(poll)
+        const interval = Duration.seconds(plan.pollingIntervalSeconds)
         // Polls start every interval (not an interval after the previous one ended), so a new
         // message waits at most one interval plus the poll; a poll that overruns is followed
         // by the next at once. The session ends when a poll fails or the connection drops.
-        return yield* Effect.raceFirst(
-          pollOnce.pipe(Effect.repeat(Schedule.fixed(Duration.seconds(plan.pollingIntervalSeconds))), Effect.asVoid),
-          opened.closed
-        )
+        const { awaitChange } = opened
+        if (awaitChange === undefined) {
+          return yield* Effect.raceFirst(Effect.asVoid(Effect.repeat(poll, Schedule.fixed(interval))), opened.closed)
+        }
+        // A source that can wait for news (IMAP) checks on its own while nothing of ours is
+        // unfinished; its quiet checks count as polls (mailbox_heartbeats, `status`).
+        const everyMillis = Duration.toMillis(interval)
+        const onQuiet = () => log.notePoll(plan.id)
+        const polls = Effect.gen(function*() {
+          while (true) {
+            const startedAt = yield* Clock.currentTimeMillis
+            yield* poll
+            const nextIn = startedAt + everyMillis - (yield* Clock.currentTimeMillis)
+            if ((yield* Ref.get(stateRef)).inFlight.size > 0) {
+              yield* Effect.sleep(Duration.millis(Math.max(0, nextIn)))
+            } else {
+              yield* awaitChange({ firstCheckInMillis: nextIn, everyMillis, onQuiet })
+            }
+          }
+        })
+        return yield* Effect.raceFirst(polls, opened.closed)
       })
     )
 

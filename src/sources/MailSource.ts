@@ -35,6 +35,13 @@ export class MailSourceError extends Data.TaggedError("MailSourceError")<{
   readonly stopMailbox?: boolean
 }> {}
 
+/** How `MailSession.awaitChange` checks. */
+export interface ChangeWatch {
+  readonly firstCheckInMillis: number
+  readonly everyMillis: number
+  readonly onQuiet: () => void
+}
+
 /** An open, logged-in session on one mailbox. */
 export interface MailSession {
   /** Where it is connected, for the `MailboxConnected` event (never with credentials). */
@@ -57,12 +64,18 @@ export interface MailSession {
    */
   readonly removalEndsSession?: boolean
   /**
-   * Optional cheap check for an idle poll (IMAP: one NOOP): true when the server reported no
-   * change to the folder (no new message, expunge or flag change) since the last `list` of this
-   * session began, so that listing still stands. False before the first `list`. The caller
-   * still lists when it has unfinished work of its own.
+   * Optional: waits for news, checking on its own (IMAP: one NOOP a check) first after
+   * `firstCheckInMillis`, then every `everyMillis` from the start of the previous check. Ends
+   * when a check finds the folder changed (a new message, an expunge, a flag change) since the
+   * last `list` of this session began — or at once before the first `list`; fails when a check
+   * fails. `onQuiet` is called after each check that found nothing.
+   *
+   * This is how an idle mailbox polls: the checks run on plain timers and promises, with none
+   * of the actor's machinery per poll (a thousand idle mailboxes poll a hundred times a second).
+   * The caller lists as usual once it ends, and does not wait like this while it has
+   * unfinished work of its own.
    */
-  readonly unchanged?: Effect.Effect<boolean, MailSourceError>
+  readonly awaitChange?: (watch: ChangeWatch) => Effect.Effect<void, MailSourceError>
   /** Fails when the connection is lost between commands; never succeeds. */
   readonly closed: Effect.Effect<never, MailSourceError>
 }
