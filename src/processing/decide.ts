@@ -26,6 +26,7 @@ const deadline = (millis: number) => {
   return { promise, clear: () => clearTimeout(timer) }
 }
 
+/** `collectGarbage`: collect garbage during a large message's parse (the parser worker; see `summarize`). */
 export const decideMessage = async (raw: Uint8Array, options: DecideOptions, collectGarbage?: boolean): Promise<Decision> => {
   const timer = deadline(options.parseTimeoutMillis)
   try {

@@ -59,8 +59,7 @@ export const headerDate = (lines: ReadonlyArray<{ readonly key: string; readonly
 export const summarize = (raw: Uint8Array, stop?: Promise<never>, collectGarbage?: boolean): Promise<Summary> =>
   new Promise<Summary>((resolve, reject) => {
     const parser = new MailParser({ skipHtmlToText: false, skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true })
-    const collect = collectGarbage === true ? collectEvery() : undefined
-    const input = byteStream(raw, collect === undefined ? undefined : (piece) => collect(piece))
+    const input = byteStream(raw, collectGarbage === true ? collectEvery() : undefined)
     let settled = false
     const fail = (error: unknown) => {
       if (settled) return
