@@ -1,7 +1,8 @@
 /**
  * Issue 2, the daemon against a real Dovecot: a crash in the middle of a batch, a server that
  * goes away and comes back, a mailbox with a wrong password beside a healthy one, a restart
- * whose replayed state equals the state before it, and a clean stop on SIGTERM.
+ * whose replayed state equals the state before it, a clean stop on SIGTERM, and an idle mailbox
+ * that keeps recording its polls and still takes new mail at once.
  */
 import Database from "better-sqlite3"
 import { join } from "node:path"
@@ -47,7 +48,8 @@ describe("the daemon over IMAP", () => {
     { user: "crash@example.test", password: "crash-pw" },
     { user: "flaky@example.test", password: "flaky-pw" },
     { user: "good@example.test", password: "good-pw" },
-    { user: "locked@example.test", password: "locked-pw" }
+    { user: "locked@example.test", password: "locked-pw" },
+    { user: "idle@example.test", password: "idle-pw" }
   ]
 
   beforeAll(async () => {
@@ -144,6 +146,33 @@ describe("the daemon over IMAP", () => {
       await waitForExit(daemon)
     }
   })
+
+  it("while idle, keeps recording polls (status stays fresh) and takes a new message within a poll or two", async () => {
+    const { config, database } = configFor("idle", [imapMailbox(dovecot, "idle", "idle@example.test", "idle-pw")])
+    const lastPoll = async () => {
+      const row = (JSON.parse((await runCli(["status", "--config", config, "--json"])).stdout.toString()) as Array<any>)[0]
+      return { at: row?.lastPoll === null || row?.lastPoll === undefined ? 0 : Date.parse(row.lastPoll), stale: row?.stale as boolean }
+    }
+    const daemon = spawnCli(["run", "--config", config])
+    try {
+      await eventually("the first recorded poll", async () => (await lastPoll()).at > 0)
+      const first = await lastPoll()
+      // Idle polls (one NOOP each, no listing) are recorded too: flushed every few seconds.
+      await eventually("a later recorded poll", async () => (await lastPoll()).at > first.at + 2_000, 20_000)
+      expect((await lastPoll()).stale).toBe(false)
+      expect(countEvents(database, "MessageRetrieved")).toBe(0)
+
+      const deliveredAt = Date.now()
+      await dovecot.seed("idle@example.test", [plainMessage(9001)])
+      await eventually("the new message accepted", () => countEvents(database, "MessageAccepted") === 1, 20_000)
+      // pollingIntervalSeconds is 1: the next check sees the new message.
+      expect(Date.now() - deliveredAt).toBeLessThan(10_000)
+      await eventually("the message removed", async () => (await dovecot.count("idle@example.test")) === 0)
+    } finally {
+      daemon.kill("SIGTERM")
+      expect((await waitForExit(daemon)).code).toBe(0)
+    }
+  }, 60_000)
 
   it("accepts the same message only once, and says so", async () => {
     const { config } = configFor("duplicate", [imapMailbox(dovecot, "duplicate", "good@example.test", "good-pw")])
