@@ -25,7 +25,7 @@
  * --cpu-prof (profile the replay rounds alone with node:inspector: top functions by self time).
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { rmSync, statSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
@@ -37,7 +37,6 @@ import {
   MessageRemoved,
   MessageRetrieved
 } from "../src/domain/events.js"
-import * as Database from "../src/eventlog/Database.js"
 import { EventLog } from "../src/eventlog/EventLog.js"
 import { type Cell, flag, log, machine, mb, numberOption, option, scratchDir, table, writeResults } from "./lib/common.js"
 import { prng } from "./lib/corpus.js"
@@ -114,8 +113,6 @@ const streamName = (s: number) => `mailbox-${String(s + 1).padStart(2, "0")}`
 const perStream = (total: number): Array<number> =>
   Array.from({ length: STREAMS }, (_, s) => Math.floor(total / STREAMS) + (s < total % STREAMS ? 1 : 0))
 
-const logLayer = (file: string) => EventLog.layer.pipe(Layer.provideMerge(Database.layer(file)))
-
 interface AppendFigures {
   readonly batch: number
   readonly events: number
@@ -179,7 +176,7 @@ const main = async () => {
     for (const batch of BATCHES) {
       const file = join(dir, `events-batch${batch}.db`)
       log(`appending ${EVENTS.toLocaleString("en-US")} events, ${batch} per transaction, into ${file}`)
-      const figures = await Effect.runPromise(appendRun(file, EVENTS, batch).pipe(Effect.provide(logLayer(file))))
+      const figures = await Effect.runPromise(appendRun(file, EVENTS, batch).pipe(Effect.provide(EventLog.at(file))))
       appendResults.push({ ...figures, extrapolatedSecondsFor1M: null })
       log(`  ${figures.seconds.toFixed(1)} s, ${figures.eventsPerSecond.toFixed(0)} events/s`)
       if (replayFile === undefined || batch === Math.max(...BATCHES)) replayFile = file
@@ -187,7 +184,7 @@ const main = async () => {
     if (SINGLE > 0) {
       const file = join(dir, "events-single.db")
       log(`appending ${SINGLE.toLocaleString("en-US")} events, one per transaction (sample, extrapolated)`)
-      const figures = await Effect.runPromise(appendRun(file, SINGLE, 1).pipe(Effect.provide(logLayer(file))))
+      const figures = await Effect.runPromise(appendRun(file, SINGLE, 1).pipe(Effect.provide(EventLog.at(file))))
       appendResults.push({ ...figures, extrapolatedSecondsFor1M: 1_000_000 / figures.eventsPerSecond })
       log(`  ${figures.seconds.toFixed(1)} s, ${figures.eventsPerSecond.toFixed(0)} events/s`)
     }
@@ -230,7 +227,7 @@ const main = async () => {
           log(`  round ${round}: ${results.reduce((n, r) => n + r.events, 0)} events replayed in ${results.reduce((n, r) => n + r.seconds, 0).toFixed(2)} s (load average ${machine().loadAverage.join(" / ")})`)
         }
         return { decoded, rounds, sizes: Object.fromEntries(sizes.map((row) => [row.name, Number(row.mib)])) }
-      }).pipe(Effect.provide(logLayer(file)))
+      }).pipe(Effect.provide(EventLog.at(file)))
     )
     let profile: ReturnType<typeof summarize> | undefined
     if (session !== undefined) {

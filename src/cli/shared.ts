@@ -5,7 +5,6 @@
 import { Options } from "@effect/cli"
 import { Console, Data, Effect, Layer } from "effect"
 import { ConfigInvalid, formatProblems, type LoadedConfig, type LoadOptions, loadConfig } from "../config/loadConfig.js"
-import * as Database from "../eventlog/Database.js"
 import { EventLog } from "../eventlog/EventLog.js"
 
 export class ExitCode extends Data.TaggedError("ExitCode")<{ readonly code: number; readonly message: string }> {}
@@ -36,8 +35,7 @@ const describe = (error: unknown): string => {
 
 /** The event log of the database a configuration names. */
 export const eventLogLayer = (database: string) =>
-  EventLog.layer.pipe(
-    Layer.provideMerge(Database.layer(database)),
+  EventLog.at(database).pipe(
     Layer.mapError((cause) =>
       new ExitCode({ code: 1, message: `cannot open the event log ${database}: ${describe(cause)}` })
     )

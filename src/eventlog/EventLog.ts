@@ -7,6 +7,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Clock, Context, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { type EventType, MailboxEvent, type StoredEvent } from "../domain/events.js"
 import { type MailboxState, evolve, emptyState } from "../domain/state.js"
+import * as Database from "./Database.js"
 
 export class StreamVersionConflict extends Schema.TaggedError<StreamVersionConflict>()("StreamVersionConflict", {
   stream: Schema.String,
@@ -396,5 +397,8 @@ const make = Effect.gen(function*() {
 })
 
 export class EventLog extends Context.Tag("mailintake/EventLog")<EventLog, Effect.Effect.Success<typeof make>>() {
+  /** Over whatever SqlClient is provided. */
   static readonly layer = Layer.scoped(EventLog, make)
+  /** Over the SQLite database in `filename` (opened, migrated), which stays available too. */
+  static readonly at = (filename: string) => EventLog.layer.pipe(Layer.provideMerge(Database.layer(filename)))
 }

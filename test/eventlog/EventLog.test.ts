@@ -6,10 +6,8 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { Chunk, Duration, Effect, Option, Schema, Stream, TestClock } from "effect"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
   ConfigurationApplied,
@@ -27,18 +25,11 @@ import {
   QuarantineFailed
 } from "../../src/domain/events.js"
 import { replay as fold } from "../../src/domain/state.js"
-import * as Database from "../../src/eventlog/Database.js"
 import { type AppendRequest, EventLog, StreamVersionConflict, toPayload } from "../../src/eventlog/EventLog.js"
+import { freshEventLog, scopedTempDir } from "../support/freshEventLog.js"
 
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => mkdtemp(join(tmpdir(), "mailintake-eventlog-"))),
-  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-)
-
-const logAt = (filename: string) => EventLog.layer.pipe(Layer.provideMerge(Database.layer(filename)))
-
-/** A new database file per test, deleted with its directory afterwards. */
-const freshLog = Layer.unwrapScoped(Effect.map(tempDir, (dir) => logAt(join(dir, "events.db"))))
+const tempDir = scopedTempDir("eventlog")
+const freshLog = freshEventLog("eventlog")
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
@@ -204,9 +195,9 @@ describe("raw messages", () => {
         const rows = yield* sql<{ chunks: number; n: number }>`SELECT chunks, (SELECT count(*) FROM blob_chunks WHERE sha256 = ${blob.sha256}) AS n
           FROM blobs WHERE sha256 = ${blob.sha256}`
         expect(rows.map((row) => [Number(row.chunks), Number(row.n)])).toEqual([[4, 4]])
-      }).pipe(Effect.provide(logAt(filename)))
+      }).pipe(Effect.provide(EventLog.at(filename)))
       // A new EventLog on the same file (the daemon after a restart, or `show`) reads the pieces.
-      const stored = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(logAt(filename)))
+      const stored = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(EventLog.at(filename)))
       const bytes = Option.getOrThrow(stored)
       expect(bytes.byteLength).toBe(large.byteLength)
       expect(Buffer.compare(Buffer.from(bytes), Buffer.from(large))).toBe(0)
@@ -223,8 +214,8 @@ describe("raw messages", () => {
         yield* log.append({ stream: "a", expectedVersion: 0, events: [retrieved("1", blob.sha256)], blobs: [blob] })
         const sql = yield* SqlClient.SqlClient
         yield* sql`DELETE FROM blob_chunks WHERE sha256 = ${blob.sha256} AND seq = 1`
-      }).pipe(Effect.provide(logAt(filename)))
-      const result = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(logAt(filename)), Effect.either)
+      }).pipe(Effect.provide(EventLog.at(filename)))
+      const result = yield* Effect.flatMap(EventLog, (log) => log.blob(blob.sha256)).pipe(Effect.provide(EventLog.at(filename)), Effect.either)
       expect(result._tag).toBe("Left")
       expect(String((result as { left: { message: string } }).left.message)).toMatch(/incomplete/)
     }).pipe(Effect.scoped))
@@ -499,7 +490,7 @@ describe("readStream and replay", () => {
         expect(state.inFlight.size).toBeGreaterThan(0)
         expect(state.counts.retrieved).toBe(state.counts.removed + state.inFlight.size)
         return state
-      }).pipe(Effect.provide(logAt(filename)))
+      }).pipe(Effect.provide(EventLog.at(filename)))
 
       // The first EventLog's database is closed now: open the file again, as the daemon would on start.
       yield* Effect.gen(function*() {
@@ -513,7 +504,7 @@ describe("readStream and replay", () => {
         expect(yield* Effect.flip(log.append({ stream: "big", expectedVersion: 12_345, events: [] }))).toBeInstanceOf(
           StreamVersionConflict
         )
-      }).pipe(Effect.provide(logAt(filename)))
+      }).pipe(Effect.provide(EventLog.at(filename)))
     }))
 })
 

@@ -8,10 +8,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
-import { mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { Effect, TestClock } from "effect"
 import {
   CONFIG_STREAM,
   ConfigurationApplied,
@@ -29,17 +26,10 @@ import {
   QuarantineFailed
 } from "../../src/domain/events.js"
 import { emptyState, evolve, replay as fold } from "../../src/domain/state.js"
-import * as Database from "../../src/eventlog/Database.js"
 import { EventLog, FOLDED_PAYLOAD } from "../../src/eventlog/EventLog.js"
+import { freshEventLog } from "../support/freshEventLog.js"
 
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => mkdtemp(join(tmpdir(), "mailintake-replay-"))),
-  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-)
-
-const freshLog = Layer.unwrapScoped(
-  Effect.map(tempDir, (dir) => EventLog.layer.pipe(Layer.provideMerge(Database.layer(join(dir, "events.db")))))
-)
+const freshLog = freshEventLog("replay")
 
 /** Strings that JSON.stringify escapes or SQLite's JSON functions could alter: kept exactly? */
 const awkward = ["a\u0000b", "lone \ud800 surrogate", "\udc00", "quote \" back\\slash / tab\t", "\u001f\u2028", "ünïcode 例え 🙂", "a\r\nb"]

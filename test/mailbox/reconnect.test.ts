@@ -6,7 +6,6 @@ import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, Redacted, Ref, TestClock } from "effect"
 import type { MailboxPlan } from "../../src/domain/plan.js"
 import { usageVerdict } from "../../src/domain/usageType.js"
-import * as Database from "../../src/eventlog/Database.js"
 import { EventLog } from "../../src/eventlog/EventLog.js"
 import * as MailboxActor from "../../src/mailbox/MailboxActor.js"
 import { CAP_FACTOR, HEALTHY_AFTER, reconnectDelay } from "../../src/mailbox/reconnect.js"
@@ -58,7 +57,7 @@ const plan: MailboxPlan = {
 }
 
 const sink = Layer.succeed(QuarantineSink, { forward: () => Effect.die("no quarantine in this test") })
-const eventLog = EventLog.layer.pipe(Layer.provideMerge(Database.layer(":memory:")))
+const eventLog = EventLog.at(":memory:")
 
 /**
  * A server that refuses every login, or — when `healthyFor` says so — accepts one, keeps the

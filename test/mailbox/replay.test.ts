@@ -8,7 +8,6 @@ import { Effect, Layer } from "effect"
 import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { parseConfig } from "../../src/config/loadConfig.js"
-import * as Database from "../../src/eventlog/Database.js"
 import { EventLog } from "../../src/eventlog/EventLog.js"
 import * as Integrations from "../../src/mailbox/Integrations.js"
 import * as MailboxActor from "../../src/mailbox/MailboxActor.js"
@@ -48,7 +47,7 @@ describe("replay", () => {
         configurations: [{ name: "replay", integrationType: "IMAP", mailboxes: [imapMailbox(dovecot, "replay", "test@example.test", "secret")] }]
       }))
       const plan = loaded.plan.mailboxes[0]!
-      const eventLog = () => EventLog.layer.pipe(Layer.provideMerge(Database.layer(loaded.plan.database)))
+      const eventLog = () => EventLog.at(loaded.plan.database)
       const integrations = yield* Effect.provide(Integrations.Integrations, Integrations.live)
 
       const outcome = yield* MailboxActor.run(plan, { once: true }).pipe(
