@@ -1,5 +1,6 @@
 /**
- * The parsed summary a `MessageAccepted` event carries, from mailparser.
+ * The parsed summary a `MessageAccepted` event carries: by the quick path for the common shapes
+ * of mail (quickSummary.ts), by mailparser for everything else.
  *
  * mailparser's streaming `MailParser` is fed the message a piece at a time and each
  * attachment's bytes are counted as they pass, never kept: `simpleParser` would keep every
@@ -7,56 +8,39 @@
  * cost twice its decoded size. The summary is the one simpleParser's fields give (a test holds
  * the two equal on every kind of message).
  */
-import { type AddressObject, type HeaderValue, MailParser } from "mailparser"
+import { type HeaderValue, MailParser } from "mailparser"
 import { collectEvery } from "../memory/collectGarbage.js"
 import { byteStream } from "./byteStream.js"
 import { textToCrlf } from "./crlf.js"
+import { quickSummary } from "./quickSummary.js"
+import { addresses, headerDate, type Summary } from "./summaryFields.js"
 
-export interface Summary {
-  readonly messageId: string
-  readonly from: string
-  readonly to: ReadonlyArray<string>
-  readonly cc: ReadonlyArray<string>
-  readonly subject: string
-  readonly date: string | null
-  readonly attachments: ReadonlyArray<{ readonly filename: string; readonly contentType: string; readonly size: number }>
-  readonly body: string
-}
-
-// mailparser's fields are not always what its types say (a part with an empty Content-Type
-// has contentType false, a broken address header is no AddressObject): everything is coerced,
-// so a broken part cannot break the event.
-
-const addresses = (field: HeaderValue | undefined): Array<string> => {
-  if (field === undefined || typeof field !== "object" || field === null) return []
-  const objects = (Array.isArray(field) ? field : [field]) as Array<AddressObject>
-  return objects.flatMap((object) => (Array.isArray(object?.value) ? object.value.flatMap(flatten) : []))
-}
-
-type Entry = AddressObject["value"][number]
-const flatten = (entry: Entry): Array<string> =>
-  entry.group !== undefined ? entry.group.flatMap(flatten) : entry.address ? [entry.address] : entry.name ? [entry.name] : []
+export { addresses, headerDate, type Summary } from "./summaryFields.js"
 
 /**
- * The Date header's value when it is a date. mailparser puts the time of parsing in place of
- * a Date it cannot read; the summary says null instead (as it does for a message without one).
+ * The summary of a message. `stop`, when it rejects, ends a mailparser parse early (a timeout;
+ * the quick path is bounded by its size limit and linear).
  */
-export const headerDate = (lines: ReadonlyArray<{ readonly key: string; readonly line: string }>): Date | undefined => {
-  const line = lines.find((header) => header.key === "date")?.line
-  if (line === undefined) return undefined
-  const date = new Date(line.slice(line.indexOf(":") + 1).replace(/\s+/g, " ").trim())
-  return Number.isNaN(date.getTime()) ? undefined : date
+export const summarize = (raw: Uint8Array, stop?: Promise<never>, collectGarbage?: boolean): Promise<Summary> => {
+  let quick: Summary | undefined
+  try {
+    quick = quickSummary(raw)
+  } catch {
+    // Whatever the quick path cannot read, mailparser gets to try: it decides, not this.
+    quick = undefined
+  }
+  return quick === undefined ? summarizeWithMailparser(raw, stop, collectGarbage) : Promise.resolve(quick)
 }
 
 /**
- * The summary of a message. `stop`, when it rejects, ends the parse early (a timeout).
+ * The summary by mailparser's streaming parser.
  *
  * With `collectGarbage` (the parser worker), garbage is collected after every few megabytes of
  * a large message: decoding an attachment leaves its pieces behind outside the JS heap
  * (src/memory/collectGarbage.ts); for a 50 MB message that pile was the largest part of the
  * parse's memory.
  */
-export const summarize = (raw: Uint8Array, stop?: Promise<never>, collectGarbage?: boolean): Promise<Summary> =>
+export const summarizeWithMailparser = (raw: Uint8Array, stop?: Promise<never>, collectGarbage?: boolean): Promise<Summary> =>
   new Promise<Summary>((resolve, reject) => {
     const parser = new MailParser({ skipHtmlToText: false, skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true })
     const input = byteStream(raw, collectGarbage === true ? collectEvery() : undefined)
