@@ -1,8 +1,9 @@
 /**
- * Bundles the CLI and the parser worker into one file each under `dist/bundle/`, which is what
- * `bin/mailintake.js` runs. Loading Effect, @effect/platform-node and the mail libraries as
- * hundreds of separate ES modules cost 2–3 s of CPU at every start (most of a `run --once` on a
- * small mailbox); one bundled file loads in a fraction of that.
+ * Bundles the CLI and its two worker scripts (the parser's and SQLite's) into one file each
+ * under `dist/bundle/`, which is what `bin/mailintake.js` runs. Loading Effect,
+ * @effect/platform-node and the mail libraries as hundreds of separate ES modules cost 2–3 s of
+ * CPU at every start (most of a `run --once` on a small mailbox); one bundled file loads in a
+ * fraction of that.
  *
  * `tsx scripts/bundle.ts [outDir]` (`npm run build` runs it after tsc) (default: dist/bundle of this repository). Also imported by
  * the benchmarks, which build a private copy of the daemon the same way.
@@ -16,17 +17,24 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 
 const repository = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 
+const entries = {
+  mailintake: ["src", "main.ts"],
+  parserWorker: ["src", "processing", "parserWorker.ts"],
+  sqliteWorker: ["src", "eventlog", "sqliteThread", "sqliteWorker.ts"]
+} as const
+
 /**
- * Writes `mailintake.js` and `parserWorker.js` into `outDir`. The bundle finds `migrations/`
- * two directories up (`<root>/dist/bundle/` → `<root>/migrations/`), like the tsc output does,
- * and the worker next to itself.
+ * Writes `mailintake.js`, `parserWorker.js` and `sqliteWorker.js` (or only the `only` ones) into
+ * `outDir`. The bundle finds `migrations/` two directories up (`<root>/dist/bundle/` →
+ * `<root>/migrations/`), like the tsc output does, and the workers next to itself.
  */
-export const bundle = (outDir: string = join(repository, "dist", "bundle"), root: string = repository): void => {
+export const bundle = (
+  outDir: string = join(repository, "dist", "bundle"),
+  root: string = repository,
+  only: ReadonlyArray<keyof typeof entries> = Object.keys(entries) as Array<keyof typeof entries>
+): void => {
   buildSync({
-    entryPoints: {
-      mailintake: join(root, "src", "main.ts"),
-      parserWorker: join(root, "src", "processing", "parserWorker.ts")
-    },
+    entryPoints: Object.fromEntries(only.map((name) => [name, join(root, ...entries[name])])),
     outdir: outDir,
     bundle: true,
     platform: "node",

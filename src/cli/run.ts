@@ -69,8 +69,9 @@ const daemon = (path: string, watchFile: boolean) =>
 export const run = Command.make("run", { config: configOption, once, watch: watchOption }, ({ config, once, watch }) =>
   Effect.gen(function*() {
     const loaded = yield* loadOrExit(config)
-    const layer = eventLogLayer(loaded.plan.database)
-    // Parsing runs on worker threads, beside fetching and committing.
+    // SQLite runs on a thread of its own and parsing on worker threads, beside fetching (the
+    // short commands keep SQLite on the main thread: a thread costs more to start than they run).
+    const layer = eventLogLayer(loaded.plan.database, { thread: "worker" })
     const services = Layer.mergeAll(Integrations.live, Decider.workerPool(), layer)
     if (!once) return yield* daemon(config, watch).pipe(Effect.provide(services))
     const results = yield* Supervisor.runOnce(loaded.plan.mailboxes).pipe(Effect.provide(services))

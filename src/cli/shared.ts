@@ -5,6 +5,7 @@
 import { Options } from "@effect/cli"
 import { Console, Data, Effect, Layer } from "effect"
 import { ConfigInvalid, formatProblems, type LoadedConfig, type LoadOptions, loadConfig } from "../config/loadConfig.js"
+import type * as Database from "../eventlog/Database.js"
 import { EventLog } from "../eventlog/EventLog.js"
 
 export class ExitCode extends Data.TaggedError("ExitCode")<{ readonly code: number; readonly message: string }> {}
@@ -33,9 +34,9 @@ const describe = (error: unknown): string => {
   return typeof inner === "string" && inner !== "" ? `${message}: ${inner}` : message
 }
 
-/** The event log of the database a configuration names. */
-export const eventLogLayer = (database: string) =>
-  EventLog.at(database).pipe(
+/** The event log of the database a configuration names (by default on this thread: Database.Options). */
+export const eventLogLayer = (database: string, options?: Database.Options) =>
+  EventLog.at(database, options).pipe(
     Layer.mapError((cause) =>
       new ExitCode({ code: 1, message: `cannot open the event log ${database}: ${describe(cause)}` })
     )

@@ -1,13 +1,15 @@
 /**
  * The SQLite database behind the event log: opened in WAL mode (64 KiB pages) with synchronous=FULL (a
- * committed event survives a power cut, not only a process crash), migrated at start.
+ * committed event survives a power cut, not only a process crash), migrated at start. Its
+ * connection runs on the calling thread, or on a worker thread of its own (sqliteThread/).
  */
 import { Migrator } from "@effect/sql"
 import { SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Layer, Schedule } from "effect"
-import { readdirSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import * as ThreadSqliteClient from "./sqliteThread/ThreadSqliteClient.js"
 
 /** `migrations/` at the package root, from `src/eventlog/` (tests) or `dist/eventlog/` (bin). */
 const migrationsDirectory = fileURLToPath(new URL("../../migrations/", import.meta.url))
@@ -88,7 +90,28 @@ const configure = Effect.gen(function*() {
   yield* sql.unsafe("PRAGMA foreign_keys = ON")
 })
 
-export const layer = (filename: string): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, unknown> =>
-  Layer.effectDiscard(Effect.zipRight(configure, runMigrations)).pipe(
-    Layer.provideMerge(SqliteClient.layer({ filename, disableWAL: true }))
-  )
+/** Configures and migrates the database behind `client`, whichever thread its connection is on. */
+export const configured = <Out, E>(client: Layer.Layer<Out | SqlClient.SqlClient, E>) =>
+  Layer.effectDiscard(Effect.zipRight(configure, runMigrations)).pipe(Layer.provideMerge(client))
+
+export interface Options {
+  /**
+   * Where the connection runs. "main" (the default): on this thread, the cheapest to start (the
+   * short CLI commands). "worker": on a thread of its own, so that statements and the fsync at
+   * each COMMIT leave this thread's event loop free (the daemon); when the compiled worker script
+   * is not there (running from TypeScript sources), on this thread after all.
+   */
+  readonly thread?: "main" | "worker" | undefined
+  /** The worker script; default the compiled one (ThreadSqliteClient.compiledWorker). */
+  readonly workerScript?: URL | undefined
+}
+
+const client = (filename: string, options: Options): Layer.Layer<SqlClient.SqlClient, unknown> => {
+  const workerScript = options.workerScript ?? ThreadSqliteClient.compiledWorker
+  return options.thread === "worker" && existsSync(fileURLToPath(workerScript))
+    ? ThreadSqliteClient.layer({ filename, workerScript })
+    : SqliteClient.layer({ filename, disableWAL: true })
+}
+
+export const layer = (filename: string, options: Options = {}): Layer.Layer<SqlClient.SqlClient, unknown> =>
+  configured(client(filename, options))

@@ -399,6 +399,10 @@ const make = Effect.gen(function*() {
 export class EventLog extends Context.Tag("mailintake/EventLog")<EventLog, Effect.Effect.Success<typeof make>>() {
   /** Over whatever SqlClient is provided. */
   static readonly layer = Layer.scoped(EventLog, make)
-  /** Over the SQLite database in `filename` (opened, migrated), which stays available too. */
-  static readonly at = (filename: string) => EventLog.layer.pipe(Layer.provideMerge(Database.layer(filename)))
+  /**
+   * Over the SQLite database in `filename` (opened, migrated), which stays available too;
+   * `{ thread: "worker" }` runs its connection on a thread of its own (Database.Options).
+   */
+  static readonly at = (filename: string, options?: Database.Options) =>
+    EventLog.layer.pipe(Layer.provideMerge(Database.layer(filename, options)))
 }
