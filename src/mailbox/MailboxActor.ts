@@ -30,6 +30,7 @@ import { dedupKey, evolve, type InFlight, type MailboxState } from "../domain/st
 import { type Blob, EventLog, type EventLogError } from "../eventlog/EventLog.js"
 import type { Decision } from "../processing/decide.js"
 import { Decider } from "../processing/Decider.js"
+import { shareBatch } from "../memory/shareBatch.js"
 import { messageIdOf } from "../processing/messageId.js"
 import { QuarantineSink } from "../quarantine/QuarantineSink.js"
 import { type Fetched, type Listed, type MailSession, MailSource, type MailSourceError } from "../sources/MailSource.js"
@@ -124,17 +125,30 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
 
     type Retrieved = { readonly entry: InFlight; readonly raw: Uint8Array }
 
-    /** Step 2a, no I/O: decisions for messages not already accepted (on the worker pool). */
-    const decideBatch = (entries: ReadonlyArray<Retrieved>) =>
+    interface ToDecide {
+      readonly ref: string
+      readonly sha256: string
+      readonly messageId: string
+      readonly raw: Uint8Array
+    }
+
+    /**
+     * Step 2a, no I/O: decisions for messages not already accepted (on the worker pool). It may
+     * start before the batch's MessageRetrieved is committed: a decision is only recorded after.
+     */
+    const decideBatch = (items: ReadonlyArray<ToDecide>) =>
       Effect.gen(function*() {
         const state = yield* Ref.get(stateRef)
-        const toDecide = entries.filter(({ entry }) => !state.accepted.has(dedupKey(entry.sha256, entry.messageId)))
+        const toDecide = items.filter((item) => !state.accepted.has(dedupKey(item.sha256, item.messageId)))
         const decided = yield* decider.decideAll(toDecide.map(({ raw }) => raw), decideOptions)
-        return new Map(toDecide.map(({ entry }, i) => [entry.ref, decided[i]!]))
+        return new Map(toDecide.map(({ ref }, i) => [ref, decided[i]!]))
       })
 
-    /** Step 2b: records the decisions of a batch whose MessageRetrieved is committed. */
-    const recordDecisions = (entries: ReadonlyArray<Retrieved>, decisions: ReadonlyMap<string, Decision>) =>
+    /**
+     * Step 2b: the events (and CR LF copies) that record the decisions of a batch whose
+     * MessageRetrieved is committed; appended by the caller, alone or with other steps' events.
+     */
+    const decisionRecord = (entries: ReadonlyArray<Retrieved>, decisions: ReadonlyMap<string, Decision>) =>
       Effect.gen(function*() {
         const state = yield* Ref.get(stateRef)
         const events: Array<MailboxEvent> = []
@@ -195,11 +209,17 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           acceptedNow.set(key, entry.ref)
           events.push(accepted)
         }
-        yield* emit(events, blobs)
+        return { events, blobs }
       })
 
+    const recordDecisions = (entries: ReadonlyArray<Retrieved>, decisions: ReadonlyMap<string, Decision>) =>
+      Effect.flatMap(decisionRecord(entries, decisions), ({ blobs, events }) => emit(events, blobs))
+
     const classifyAll = (entries: ReadonlyArray<Retrieved>) =>
-      Effect.flatMap(decideBatch(entries), (decisions) => recordDecisions(entries, decisions))
+      Effect.flatMap(
+        decideBatch(entries.map(({ entry, raw }) => ({ ref: entry.ref, sha256: entry.sha256, messageId: entry.messageId, raw }))),
+        (decisions) => recordDecisions(entries, decisions)
+      )
 
     /** Step 3: forward what waits for quarantine and is due; a failure never blocks the rest. */
     const forwardDue = (refs: ReadonlyArray<string>, report: ReturnType<typeof emptyReport>, sink$: SinkStatus) =>
@@ -285,26 +305,24 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         report.removed += done.length
       })
 
-    /** Step 1 for a batch of new messages: the raw bytes and MessageRetrieved, committed. */
-    const storeRetrieved = (fetched: ReadonlyArray<Fetched>, report: ReturnType<typeof emptyReport>) =>
-      Effect.gen(function*() {
-        if (fetched.length === 0) return []
-        const retrieved = fetched.map(({ raw, ref }) => ({
-          ref,
-          raw,
-          sha256: sha256Hex(raw),
-          messageId: messageIdOf(raw)
-        }))
-        yield* emit(
-          retrieved.map(({ messageId, raw, ref, sha256 }) =>
-            new MessageRetrieved({ ref, sha256, size: raw.byteLength, messageId })
-          ),
-          retrieved.map(({ raw, sha256 }) => ({ sha256, bytes: raw }))
-        )
-        report.retrieved += retrieved.length
-        const state = yield* Ref.get(stateRef)
-        return retrieved.map(({ raw, ref }): Retrieved => ({ entry: state.inFlight.get(ref)!, raw }))
-      })
+    /**
+     * Step 1 for a batch of new messages: MessageRetrieved and the raw bytes, to append. The
+     * batch is moved onto one SharedArrayBuffer first, which the parser and SQLite threads share.
+     */
+    const retrievedRecord = (fetched: ReadonlyArray<Fetched>) => {
+      const shared = shareBatch(fetched.map(({ raw }) => raw))
+      const items = fetched.map(({ ref }, i) => ({
+        ref,
+        raw: shared[i]!,
+        sha256: sha256Hex(shared[i]!),
+        messageId: messageIdOf(shared[i]!)
+      }))
+      return {
+        items,
+        events: items.map(({ messageId, raw, ref, sha256 }) => new MessageRetrieved({ ref, sha256, size: raw.byteLength, messageId })),
+        blobs: items.map(({ raw, sha256 }): Blob => ({ sha256, bytes: raw }))
+      }
+    }
 
     /** Messages retrieved before (an earlier session or a crash) whose protocol is unfinished. */
     const finishInFlight = (
@@ -361,36 +379,65 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         const fresh = listing.filter((item) =>
           !state.inFlight.has(item.ref) && !state.removed.has(item.ref) && item.flaggedDeleted !== true
         )
-        // Pipelined, one batch apart: while batch i is parsed (on the worker pool), batch i+1 is
-        // fetched and its MessageRetrieved committed. Every append stays on this one fiber, in
-        // protocol order for each message.
-        const fetchBatch = (batch: ReadonlyArray<Listed>) => Effect.fork(session.fetch(batch.map((item) => item.ref)))
-        const finishBatch = (entries: ReadonlyArray<Retrieved>, decisions: ReadonlyMap<string, Decision>) =>
-          Effect.gen(function*() {
-            yield* recordDecisions(entries, decisions)
-            const refs = entries.map(({ entry }) => entry.ref)
-            if (removeAtEnd) {
-              yield* forwardDue(refs, report, sink$)
-              toRemove.push(...refs)
-              return
-            }
-            // Accepted messages leave the server before any quarantine forward is tried.
-            yield* removeDone(session, refs, listed, report)
-            yield* forwardDue(refs, report, sink$)
-            yield* removeDone(session, refs, listed, report)
+        // Pipelined, with ONE append a batch: while batch i+1 is fetched, batches i and i-1 are
+        // parsed (on the worker pool) and the removal of batch i-2 runs on the server; the log
+        // takes, in one transaction, MessageRemoved of i-2, the decisions of i-1 and
+        // MessageRetrieved of i. Every message still goes through the protocol's steps in
+        // order, each committed before the next starts; only steps of different messages share
+        // a commit. Every append stays on this one fiber.
+        const removable = (refs: ReadonlyArray<string>, stages: ReadonlyArray<string>) =>
+          Effect.map(Ref.get(stateRef), (state) => refs.filter((ref) => stages.includes(state.inFlight.get(ref)?.stage ?? "")))
+        const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
+        /** A removal on the server, running beside the fetch; its MessageRemoved goes into the next append. */
+        const startRemoval = (refs: ReadonlyArray<string>) =>
+          refs.length === 0 ? Effect.succeed(undefined) : Effect.fork(Effect.uninterruptible(Effect.as(session.remove(refs), refs)))
+        const removedEvents = (removal: Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError> | undefined) =>
+          removal === undefined ? Effect.succeed([]) : Effect.map(Fiber.join(removal), (refs) => {
+            report.removed += refs.length
+            return refs.map((ref) => new MessageRemoved({ ref, how }))
           })
         const pending = batches(fresh)
-        let nextFetch = pending.length > 0 ? yield* fetchBatch(pending[0]!) : undefined
+        const fetchBatch = (index: number) =>
+          index < pending.length ? Effect.asSome(Effect.fork(session.fetch(pending[index]!.map((item) => item.ref)))) : Effect.succeedNone
+        let nextFetch = yield* fetchBatch(0)
         let parsing: { entries: ReadonlyArray<Retrieved>; decisions: Fiber.RuntimeFiber<ReadonlyMap<string, Decision>> } | undefined
-        for (let i = 0; nextFetch !== undefined; i++) {
-          const fetched = yield* Fiber.join(nextFetch)
-          nextFetch = i + 1 < pending.length ? yield* fetchBatch(pending[i + 1]!) : undefined
-          const entries = yield* storeRetrieved(fetched, report)
+        let removal: Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError> | undefined
+        /** Forwarded to quarantine after their batch's removal had started: removed with the next. */
+        let forwarded: ReadonlyArray<string> = []
+        for (let next = 1; Option.isSome(nextFetch) || parsing !== undefined; next++) {
+          const fetched = Option.isSome(nextFetch) ? yield* Fiber.join(nextFetch.value) : []
+          nextFetch = Option.isSome(nextFetch) ? yield* fetchBatch(next) : Option.none()
+          // Parsed from now on, beside the commit of its MessageRetrieved: the parser never waits for the log.
+          const retrieved = retrievedRecord(fetched)
+          const deciding = retrieved.items.length === 0 ? undefined : yield* Effect.fork(decideBatch(retrieved.items))
           const previous = parsing
-          parsing = { entries, decisions: yield* Effect.fork(decideBatch(entries)) }
-          if (previous !== undefined) yield* finishBatch(previous.entries, yield* Fiber.join(previous.decisions))
+          const decided = previous === undefined
+            ? { events: [], blobs: [] }
+            : yield* Effect.flatMap(Fiber.join(previous.decisions), (decisions) => decisionRecord(previous.entries, decisions))
+          const removed = yield* removedEvents(removal)
+          removal = undefined
+          yield* emit([...removed, ...decided.events, ...retrieved.events], [...decided.blobs, ...retrieved.blobs])
+          report.retrieved += retrieved.items.length
+          const state = yield* Ref.get(stateRef)
+          const entries = retrieved.items.map(({ raw, ref }): Retrieved => ({ entry: state.inFlight.get(ref)!, raw }))
+          parsing = deciding === undefined ? undefined : { entries, decisions: deciding }
+          if (previous === undefined) continue
+          const refs = previous.entries.map(({ entry }) => entry.ref)
+          if (removeAtEnd) {
+            yield* forwardDue(refs, report, sink$)
+            toRemove.push(...refs)
+            continue
+          }
+          // Accepted messages leave the server before any quarantine forward is tried.
+          removal = yield* startRemoval(yield* removable([...forwarded, ...refs], ["accepted", "duplicate", "quarantined"]))
+          yield* forwardDue(refs, report, sink$)
+          forwarded = yield* removable(refs, ["quarantined"])
         }
-        if (parsing !== undefined) yield* finishBatch(parsing.entries, yield* Fiber.join(parsing.decisions))
+        if (!removeAtEnd) {
+          const removed = yield* removedEvents(removal)
+          if (removed.length > 0) yield* emit(removed)
+          if (forwarded.length > 0) yield* removeDone(session, forwarded, listed, report)
+        }
         if (removeAtEnd) yield* removeDone(session, toRemove, listed, report, seenAgain)
         countOutcomes(before, (yield* Ref.get(stateRef)).counts, report)
         yield* log.recordPoll(plan.id)
