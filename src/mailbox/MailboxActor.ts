@@ -379,62 +379,101 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         const fresh = listing.filter((item) =>
           !state.inFlight.has(item.ref) && !state.removed.has(item.ref) && item.flaggedDeleted !== true
         )
-        // Pipelined, with ONE append a batch: while batch i+1 is fetched, batches i and i-1 are
-        // parsed (on the worker pool) and the removal of batch i-2 runs on the server; the log
-        // takes, in one transaction, MessageRemoved of i-2, the decisions of i-1 and
-        // MessageRetrieved of i. Every message still goes through the protocol's steps in
-        // order, each committed before the next starts; only steps of different messages share
-        // a commit. Every append stays on this one fiber.
+        // Pipelined, with ONE append a batch, and the append itself beside the next batch's
+        // fetch and parse: batch i is fetched while batch i-1's append commits, batches i-1 and
+        // i-2 are parsed (on the worker pool) and removals run on the server. The transaction
+        // of batch i holds MessageRetrieved of i, the decisions of i-1 and MessageRemoved of
+        // whatever the server finished removing. Every message still goes through the
+        // protocol's steps in order, each committed before the next starts; only steps of
+        // different messages share a commit. One append at a time, all started by this fiber.
         const removable = (refs: ReadonlyArray<string>, stages: ReadonlyArray<string>) =>
           Effect.map(Ref.get(stateRef), (state) => refs.filter((ref) => stages.includes(state.inFlight.get(ref)?.stage ?? "")))
         const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
-        /** A removal on the server, running beside the fetch; its MessageRemoved goes into the next append. */
+        type Removal = Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError>
+        let removals: Array<Removal> = []
+        /** A removal on the server, running beside the rest; its MessageRemoved goes into a later append. */
         const startRemoval = (refs: ReadonlyArray<string>) =>
-          refs.length === 0 ? Effect.succeed(undefined) : Effect.fork(Effect.uninterruptible(Effect.as(session.remove(refs), refs)))
-        const removedEvents = (removal: Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError> | undefined) =>
-          removal === undefined ? Effect.succeed([]) : Effect.map(Fiber.join(removal), (refs) => {
-            report.removed += refs.length
-            return refs.map((ref) => new MessageRemoved({ ref, how }))
+          refs.length === 0
+            ? Effect.void
+            : Effect.map(Effect.fork(Effect.uninterruptible(Effect.as(session.remove(refs), refs))), (fiber) => {
+              removals.push(fiber)
+            })
+        /** MessageRemoved for the removals done (all of them with `wait`); a failed one fails the poll. */
+        const removedEvents = (wait: boolean) =>
+          Effect.gen(function*() {
+            const events: Array<MessageRemoved> = []
+            const running: Array<Removal> = []
+            for (const removal of removals) {
+              const exit = wait ? Option.some(yield* Fiber.await(removal)) : yield* Fiber.poll(removal)
+              if (Option.isNone(exit)) {
+                running.push(removal)
+                continue
+              }
+              const refs = yield* exit.value
+              report.removed += refs.length
+              for (const ref of refs) events.push(new MessageRemoved({ ref, how }))
+            }
+            removals = running
+            return events
           })
         const pending = batches(fresh)
         const fetchBatch = (index: number) =>
           index < pending.length ? Effect.asSome(Effect.fork(session.fetch(pending[index]!.map((item) => item.ref)))) : Effect.succeedNone
+        type Parsing = { readonly items: ReadonlyArray<{ readonly ref: string; readonly raw: Uint8Array }>; readonly decisions: Fiber.RuntimeFiber<ReadonlyMap<string, Decision>> }
+        type Appending = { readonly fiber: Fiber.RuntimeFiber<void, EventLogError>; readonly parsing: Parsing | undefined; readonly decided: ReadonlyArray<string> }
         let nextFetch = yield* fetchBatch(0)
-        let parsing: { entries: ReadonlyArray<Retrieved>; decisions: Fiber.RuntimeFiber<ReadonlyMap<string, Decision>> } | undefined
-        let removal: Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError> | undefined
+        /** The last append started: MessageRetrieved of the batch being parsed, the decisions of `decided`. */
+        let appending: Appending | undefined
         /** Forwarded to quarantine after their batch's removal had started: removed with the next. */
         let forwarded: ReadonlyArray<string> = []
-        for (let next = 1; Option.isSome(nextFetch) || parsing !== undefined; next++) {
+        /** What follows a batch's decisions once committed: removal (or, for POP3, at the end) and quarantine. */
+        const afterDecisions = (refs: ReadonlyArray<string>) =>
+          Effect.gen(function*() {
+            if (refs.length === 0) return
+            if (removeAtEnd) {
+              yield* forwardDue(refs, report, sink$)
+              toRemove.push(...refs)
+              return
+            }
+            // Accepted messages leave the server before any quarantine forward is tried.
+            yield* startRemoval(yield* removable([...forwarded, ...refs], ["accepted", "duplicate", "quarantined"]))
+            yield* forwardDue(refs, report, sink$)
+            forwarded = yield* removable(refs, ["quarantined"])
+          })
+        for (let next = 1; Option.isSome(nextFetch) || appending !== undefined; next++) {
           const fetched = Option.isSome(nextFetch) ? yield* Fiber.join(nextFetch.value) : []
           nextFetch = Option.isSome(nextFetch) ? yield* fetchBatch(next) : Option.none()
           // Parsed from now on, beside the commit of its MessageRetrieved: the parser never waits for the log.
           const retrieved = retrievedRecord(fetched)
           const deciding = retrieved.items.length === 0 ? undefined : yield* Effect.fork(decideBatch(retrieved.items))
-          const previous = parsing
-          const decided = previous === undefined
-            ? { events: [], blobs: [] }
-            : yield* Effect.flatMap(Fiber.join(previous.decisions), (decisions) => decisionRecord(previous.entries, decisions))
-          const removed = yield* removedEvents(removal)
-          removal = undefined
-          yield* emit([...removed, ...decided.events, ...retrieved.events], [...decided.blobs, ...retrieved.blobs])
-          report.retrieved += retrieved.items.length
-          const state = yield* Ref.get(stateRef)
-          const entries = retrieved.items.map(({ raw, ref }): Retrieved => ({ entry: state.inFlight.get(ref)!, raw }))
-          parsing = deciding === undefined ? undefined : { entries, decisions: deciding }
-          if (previous === undefined) continue
-          const refs = previous.entries.map(({ entry }) => entry.ref)
-          if (removeAtEnd) {
-            yield* forwardDue(refs, report, sink$)
-            toRemove.push(...refs)
-            continue
+          // The previous append is committed: its batch's messages are in flight, its decisions
+          // recorded, so what was decided can leave the server.
+          const previous = appending
+          appending = undefined
+          if (previous !== undefined) {
+            yield* Fiber.join(previous.fiber)
+            yield* afterDecisions(previous.decided)
           }
-          // Accepted messages leave the server before any quarantine forward is tried.
-          removal = yield* startRemoval(yield* removable([...forwarded, ...refs], ["accepted", "duplicate", "quarantined"]))
-          yield* forwardDue(refs, report, sink$)
-          forwarded = yield* removable(refs, ["quarantined"])
+          const toRecord = previous?.parsing
+          if (toRecord === undefined && retrieved.items.length === 0 && Option.isNone(nextFetch)) break
+          const state = yield* Ref.get(stateRef)
+          const decided = toRecord === undefined ? { events: [], blobs: [] } : yield* Effect.flatMap(
+            Fiber.join(toRecord.decisions),
+            (decisions) => decisionRecord(toRecord.items.map(({ raw, ref }): Retrieved => ({ entry: state.inFlight.get(ref)!, raw })), decisions)
+          )
+          const removed = yield* removedEvents(false)
+          const events = [...removed, ...decided.events, ...retrieved.events]
+          // Uninterruptible: a commit is whole and the state follows it, even when the poll is interrupted.
+          const fiber = yield* Effect.fork(Effect.uninterruptible(emit(events, [...decided.blobs, ...retrieved.blobs])))
+          report.retrieved += retrieved.items.length
+          appending = {
+            fiber,
+            parsing: deciding === undefined ? undefined : { items: retrieved.items, decisions: deciding },
+            decided: toRecord?.items.map(({ ref }) => ref) ?? []
+          }
         }
         if (!removeAtEnd) {
-          const removed = yield* removedEvents(removal)
+          const removed = yield* removedEvents(true)
           if (removed.length > 0) yield* emit(removed)
           if (forwarded.length > 0) yield* removeDone(session, forwarded, listed, report)
         }
