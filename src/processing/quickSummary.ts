@@ -235,7 +235,7 @@ const bodySize = (buf: Buffer, part: Part, encoding: string): number | undefined
   return part.bodyEnd - part.bodyStart
 }
 
-/** A text part's content as mailparser reads it (charset, then LF line ends); undefined when not handled. */
+/** A text part's content as mailparser decodes it (its line ends are made LF by `bodyOf`); undefined when not handled. */
 const textOf = (bytes: Buffer, charset: string | false): string | undefined => {
   const name = charset || "utf-8"
   let text: string
@@ -246,11 +246,24 @@ const textOf = (bytes: Buffer, charset: string | false): string | undefined => {
   } else {
     return undefined
   }
-  return text.replace(/\r?\n/g, "\n")
+  return text
 }
 
 /** A parsed part's header lines (parseHeaders ran on every part of a split tree). */
 const headerLines = (part: Part) => (part.mime.headers === false ? [] : part.mime.headers.getList())
+
+/** A line break that is not CR LF. */
+const BARE_LINE_BREAK = /\r(?!\n)|(?<!\r)\n/
+
+/**
+ * The body as the event carries it: the text parts, each with LF line ends as mailparser gives
+ * them, joined by LF, in CR LF. A single part already in CR LF throughout is that already (the
+ * common case, and two passes over the text cheaper).
+ */
+const bodyOf = (texts: ReadonlyArray<string>): string => {
+  if (texts.length === 1 && !BARE_LINE_BREAK.test(texts[0]!)) return texts[0]!
+  return textToCrlf(texts.map((text) => text.replace(/\r?\n/g, "\n")).join("\n"))
+}
 
 /** mailparser's header processing, without a parser: it only needs `libmime` on `this`. */
 interface HeaderReader {
@@ -274,8 +287,6 @@ export const quickSummary = (raw: Uint8Array): Summary | undefined => {
   // The leaves in document order, each with whether a multipart/alternative encloses it.
   const visit = (part: Part, alternative: boolean): boolean => {
     const mime = part.mime
-    // mailparser reads every part's headers; so does this, so that a header it cannot read fails alike.
-    if (part.parent !== undefined) readHeaders(headerLines(part))
     if (mime.multipart !== false) {
       const inner = alternative || mime.contentType === "multipart/alternative"
       return part.children.every((child) => visit(child, inner))
@@ -307,6 +318,7 @@ export const quickSummary = (raw: Uint8Array): Summary | undefined => {
     const bytes = decodeBody(buf, part, encoding)
     const text = bytes === undefined ? undefined : textOf(bytes, mime.charset)
     if (text === undefined) return false
+    // mailparser leaves out a part with no text (CR LF to LF never empties a text).
     if (text !== "") texts.push(text)
     return true
   }
@@ -325,6 +337,6 @@ export const quickSummary = (raw: Uint8Array): Summary | undefined => {
     subject: typeof subject === "string" ? subject : "",
     date: date === undefined ? null : date.toISOString(),
     attachments,
-    body: textToCrlf(texts.length === 0 ? "" : texts.join("\n"))
+    body: bodyOf(texts)
   }
 }
