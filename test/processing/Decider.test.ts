@@ -55,4 +55,22 @@ describe("the parser pool", () => {
       const [after] = yield* decider.decideAll([plainMessage(4)], options)
       expect(after!._tag).toBe("Accept")
     }).pipe(Effect.provide(workerPool(1))))
+
+  it.scoped("sends a batch as one request, and when the worker dies or hangs on it, fails only the message that did it", () =>
+    Effect.gen(function*() {
+      const decider = yield* Decider.Decider
+      const raws = ["one", "CRASH-ME", "two", "HANG-ME", "three"].map((text) => Buffer.from(`${text}\nbody`))
+      const decisions = yield* decider.decideAll(raws, { ...options, parseTimeoutMillis: 200 })
+      expect(decisions.map((decision) => decision._tag === "Accept" ? decision.summary.subject : decision.detail)).toEqual([
+        "one",
+        "the parser exited with code 3",
+        "two",
+        "parsing took longer than 200 ms",
+        "three"
+      ])
+      // Each accepted message comes back as its own bytes.
+      expect(decisions[0]!._tag === "Accept" && decisions[0]!.crlf === raws[0]).toBe(true)
+      const [after] = yield* decider.decideAll([Buffer.from("four\nbody")], options)
+      expect(after).toMatchObject({ _tag: "Accept", summary: { subject: "four" } })
+    }).pipe(Effect.provide(Decider.workerPool(1, new URL("../support/misbehavingParserWorker.mjs", import.meta.url)))))
 })
