@@ -380,10 +380,10 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           !state.inFlight.has(item.ref) && !state.removed.has(item.ref) && item.flaggedDeleted !== true
         )
         // Pipelined, with ONE append a batch, and the append itself beside the next batch's
-        // fetch and parse: batch i is fetched while batch i-1's append commits, batches i-1 and
-        // i-2 are parsed (on the worker pool) and removals run on the server. The transaction
-        // of batch i holds MessageRetrieved of i, the decisions of i-1 and MessageRemoved of
-        // whatever the server finished removing. Every message still goes through the
+        // fetch and parse: while batch i+1 is fetched, batch i's append commits, batch i is
+        // parsed (on the worker pool, from the moment it arrived) and earlier removals run on
+        // the server. The transaction of batch i holds MessageRetrieved of i, the decisions of
+        // i-1 and MessageRemoved of whatever the server finished removing. Every message still goes through the
         // protocol's steps in order, each committed before the next starts; only steps of
         // different messages share a commit. One append at a time, all started by this fiber.
         const removable = (refs: ReadonlyArray<string>, stages: ReadonlyArray<string>) =>
