@@ -87,14 +87,16 @@ class PoolWorker {
     // 48 MB) a worker parsing one large message grew by that much before collecting any.
     const worker = new Worker(this.script, { resourceLimits: { maxYoungGenerationSizeMb: 4 } })
     worker.on("message", (reply: DecideReply) => {
-      const pending = this.pending.get(reply.id)
-      if (pending === undefined) return
-      clearTimeout(pending.timer)
-      if (reply.decisions === undefined) {
-        // Progress on a long batch: the next message has its own time.
-        pending.timer = this.hangTimer(pending.timeoutMillis)
-        return
+      // Any word from the worker shows it is not hung: every request waiting on it (queued
+      // behind the one it works on, or the next message of a long batch) gets its full time again.
+      for (const waiting of this.pending.values()) {
+        clearTimeout(waiting.timer)
+        waiting.timer = this.hangTimer(waiting.timeoutMillis)
       }
+      const pending = this.pending.get(reply.id)
+      // Without decisions: progress on a long batch.
+      if (pending === undefined || reply.decisions === undefined) return
+      clearTimeout(pending.timer)
       this.settle(reply.id, pending)
       pending.resolve(reply.decisions.map((decision, i) =>
         decision._tag === "Accept" ? { ...decision, crlf: decision.crlf ?? pending.raws[i]! } : decision
