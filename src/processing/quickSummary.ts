@@ -93,14 +93,19 @@ const compareBoundary = (buf: Buffer, start: number, end: number, boundary: Buff
   return i === end ? result : 0
 }
 
-/** A part's body without the line break that belongs to the delimiter after it (mailsplit's trimBodyLineEnd). */
-const endBefore = (buf: Buffer, part: Part, lineStart: number) => {
+/**
+ * A part's body without the line break that belongs to the delimiter after it (mailsplit's
+ * trimBodyLineEnd); false for a body that is that line break alone, which mailsplit keeps
+ * before some delimiters and drops before others: left to mailparser.
+ */
+const endBefore = (buf: Buffer, part: Part, lineStart: number): boolean => {
   let end = lineStart
   if (end > part.bodyStart && buf[end - 1] === LF) {
     end--
     if (end > part.bodyStart && buf[end - 1] === CR) end--
   }
   part.bodyEnd = end
+  return end > part.bodyStart || lineStart === part.bodyStart
 }
 
 /**
@@ -150,8 +155,11 @@ const splitParts = (buf: Buffer): Part | undefined => {
       node = openPart(node)
     } else {
       // A delimiter of an enclosing multipart: the current part ends here.
-      if (node.mime.multipart === false) endBefore(buf, node, start)
-      else if (!node.closed) return undefined
+      if (node.mime.multipart === false) {
+        if (!endBefore(buf, node, start)) return undefined
+      } else if (!node.closed) {
+        return undefined
+      }
       for (let open = node.parent; open !== owner; open = open!.parent) {
         if (!open!.closed) return undefined
       }
