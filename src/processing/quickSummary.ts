@@ -13,7 +13,7 @@
  * mailparser's own header processing; what is left here is finding the parts (mailsplit's
  * boundary rules, carried over) and decoding their bodies (libqp, libmime, base64 by its
  * length). Anything else — a part this does not take apart exactly like mailsplit, HTML to
- * turn into text, format=flowed, a charset beyond UTF-8 and the single-byte ones, embedded
+ * turn into text, a charset beyond UTF-8 and the single-byte ones, embedded
  * messages, delivery reports, a message over QUICK_MAX_BYTES — answers `undefined`, and the
  * caller parses with mailparser. test/processing/quickSummary.test.ts holds the two equal on
  * every message it has.
@@ -319,11 +319,15 @@ export const quickSummary = (raw: Uint8Array): Summary | undefined => {
       })
       return true
     }
-    // HTML outside alternatives becomes text through html-to-text, and delivery reports and
-    // flowed text have their own decoders: mailparser's.
+    // HTML outside alternatives becomes text through html-to-text, and delivery reports have
+    // their own handling: mailparser's.
     if (contentType === "text/html") return alternative
-    if (contentType !== "text/plain" || mime.flowed) return false
-    const bytes = decodeBody(buf, part, encoding)
+    if (contentType !== "text/plain") return false
+    const decoded = decodeBody(buf, part, encoding)
+    // format=flowed (RFC 3676) is undone on the decoded bytes, before the charset: as mailsplit's FlowedDecoder does.
+    const bytes = decoded !== undefined && mime.flowed
+      ? Buffer.from(libmime.decodeFlowed(decoded.toString("binary"), mime.delSp), "binary")
+      : decoded
     const text = bytes === undefined ? undefined : textOf(bytes, mime.charset)
     if (text === undefined) return false
     // mailparser leaves out a part with no text (CR LF to LF never empties a text).

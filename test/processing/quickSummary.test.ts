@@ -210,6 +210,27 @@ describe("the quick summary", () => {
     expect(quick).toEqual(await summarizeWithMailparser(raw))
   })
 
+  it("takes format=flowed text (Thunderbird's default), joined as mailparser joins it", async () => {
+    for (const delsp of ["", "; delsp=yes"]) {
+      const raw = Buffer.from([
+        "From: Tom <tom@example.test>",
+        "Subject: flowed",
+        `Content-Type: text/plain; charset=utf-8; format=flowed${delsp}`,
+        "Content-Transfer-Encoding: 8bit",
+        "",
+        "This paragraph was wrapped by the sender's mail client at seventy-two ",
+        "characters, with a space at the end of every line but the last.",
+        "",
+        "> A quoted line ",
+        "> that continues.",
+        ""
+      ].join("\r\n"))
+      const quick = quickSummary(raw)
+      expect(quick?.body).toContain(delsp === "" ? "seventy-two characters" : "seventy-twocharacters")
+      expect(quick).toEqual(await summarizeWithMailparser(raw))
+    }
+  })
+
   it("leaves to mailparser a part whose body is one line break (mailsplit keeps it before a delimiter, drops it before a closing one)", async () => {
     for (const [next, closing] of [["--b", "--b--"], ["--b--", ""]] as const) {
       const raw = Buffer.from([
@@ -242,8 +263,8 @@ describe("the quick summary", () => {
     let taken = 0
     const n = 3000
     for (let i = 0; i < n; i++) if (await expectSameWhenTaken(`random ${i}`, randomMessage(r, i))) taken++
-    // The generator leans on the edges (HTML outside alternatives, flowed text, other
-    // charsets, broken delimiters) on purpose; still a good share is taken.
+    // The generator leans on the edges (HTML outside alternatives, other charsets, broken
+    // delimiters) on purpose; still a good share is taken.
     expect(taken).toBeGreaterThan(n * 0.25)
   }, 120_000)
 })
