@@ -98,8 +98,9 @@ export interface Options {
   /**
    * Where the connection runs. "main" (the default): on this thread, the cheapest to start (the
    * short CLI commands). "worker": on a thread of its own, so that statements and the fsync at
-   * each COMMIT leave this thread's event loop free (the daemon); when the compiled worker script
-   * is not there (running from TypeScript sources), on this thread after all.
+   * each COMMIT leave this thread's event loop free (the daemon, where there is a core for it:
+   * src/cli/run.ts); when the compiled worker script is not there (running from TypeScript
+   * sources), on this thread after all.
    */
   readonly thread?: "main" | "worker" | undefined
   /** The worker script; default the compiled one (ThreadSqliteClient.compiledWorker). */
