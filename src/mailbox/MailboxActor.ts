@@ -29,8 +29,8 @@ import type { MailboxPlan } from "../domain/plan.js"
 import { dedupKey, evolve, type InFlight, type MailboxState } from "../domain/state.js"
 import { type Blob, EventLog, type EventLogError } from "../eventlog/EventLog.js"
 import type { Decision } from "../processing/decide.js"
-import { Decider } from "../processing/Decider.js"
 import { shareBatch } from "../memory/shareBatch.js"
+import { Decider } from "../processing/Decider.js"
 import { messageIdOf } from "../processing/messageId.js"
 import { QuarantineSink } from "../quarantine/QuarantineSink.js"
 import { type Fetched, type Listed, type MailSession, MailSource, type MailSourceError } from "../sources/MailSource.js"
@@ -383,11 +383,16 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         // fetch and parse: while batch i+1 is fetched, batch i's append commits, batch i is
         // parsed (on the worker pool, from the moment it arrived) and earlier removals run on
         // the server. The transaction of batch i holds MessageRetrieved of i, the decisions of
-        // i-1 and MessageRemoved of whatever the server finished removing. Every message still goes through the
-        // protocol's steps in order, each committed before the next starts; only steps of
-        // different messages share a commit. One append at a time, all started by this fiber.
-        const removable = (refs: ReadonlyArray<string>, stages: ReadonlyArray<string>) =>
-          Effect.map(Ref.get(stateRef), (state) => refs.filter((ref) => stages.includes(state.inFlight.get(ref)?.stage ?? "")))
+        // i-1 and MessageRemoved of whatever the server finished removing. Every message still
+        // goes through the protocol's steps in order, each committed before the next starts;
+        // only steps of different messages share a commit. One append at a time, all started
+        // by this fiber.
+        const removable = (refs: ReadonlyArray<string>, stages: ReadonlyArray<InFlight["stage"]>) =>
+          Effect.map(Ref.get(stateRef), (state) =>
+            refs.filter((ref) => {
+              const stage = state.inFlight.get(ref)?.stage
+              return stage !== undefined && stages.includes(stage)
+            }))
         const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
         type Removal = Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError>
         let removals: Array<Removal> = []

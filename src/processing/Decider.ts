@@ -176,8 +176,9 @@ const compiledWorker = new URL("./parserWorker.js", import.meta.url)
 export const defaultPoolSize = () => Math.max(1, Math.min(4, availableParallelism() - 1))
 
 /**
- * A pool of `size` workers, each message to the least busy one. Falls back to `inline` when
- * the compiled worker script is not there (running from sources).
+ * A pool of `size` workers: a batch is shared out among them, each share as one request to the
+ * least busy worker. Falls back to `inline` when the compiled worker script is not there
+ * (running from sources).
  */
 export const workerPool = (size = defaultPoolSize(), workerScript = compiledWorker): Layer.Layer<Decider> =>
   existsSync(fileURLToPath(workerScript))

@@ -3,7 +3,7 @@
  * apart from `decide.ts` so that the main thread can check sizes without loading mailparser.
  */
 import type { QuarantineReason } from "../domain/QuarantineReason.js"
-import type { Summary } from "./summarize.js"
+import type { Summary } from "./summaryFields.js"
 
 export type Decision =
   | {

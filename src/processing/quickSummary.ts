@@ -22,12 +22,12 @@ import MimeNode from "@zone-eu/mailsplit/lib/mime-node.js"
 import libmime from "libmime"
 import charsets from "libmime/lib/charset.js"
 import libqp from "libqp"
-import { MailParser } from "mailparser"
+import { type HeaderValue, MailParser } from "mailparser"
 import { textToCrlf } from "./crlf.js"
 import { addresses, headerDate, type Summary } from "./summaryFields.js"
 
 /** Larger messages go through mailparser, which streams them (memory stays bounded). */
-export const QUICK_MAX_BYTES = 4 * 1024 * 1024
+const QUICK_MAX_BYTES = 4 * 1024 * 1024
 /** More parts or deeper nesting than real mail has: left to mailparser (and its limits). */
 const MAX_PARTS = 64
 const MAX_DEPTH = 4
@@ -94,6 +94,13 @@ const compareBoundary = (buf: Buffer, start: number, end: number, boundary: Buff
 }
 
 /**
+ * Whether a part is of a structure taken apart here: not an embedded message, and a boundary
+ * exactly when it is a multipart (mailsplit would split a text part with a boundary too).
+ */
+const takenApart = (part: Part): boolean =>
+  part.mime.contentType !== "message/rfc822" && (part.mime.multipart === false) === (part.mime._boundary === false)
+
+/**
  * A part's body without the line break that belongs to the delimiter after it (mailsplit's
  * trimBodyLineEnd); false for a body that is that line break alone, which mailsplit keeps
  * before some delimiters and drops before others: left to mailparser.
@@ -117,14 +124,11 @@ const splitParts = (buf: Buffer): Part | undefined => {
   let parts = 1
   // Header block of the root.
   let pos = readHeaderBlock(buf, root, 0)
-  if (pos < 0) return undefined
-  root.bodyStart = pos
-  if (root.mime.contentType === "message/rfc822" || (root.mime.multipart === false && root.mime._boundary !== false)) return undefined
+  if (pos < 0 || !takenApart(root)) return undefined
   if (root.mime.multipart === false) {
     root.bodyEnd = buf.byteLength
     return root
   }
-  if (root.mime._boundary === false) return undefined
   // mailsplit also takes a line that starts with a lone CR for a delimiter: rare enough to leave.
   if (buf.indexOf("\n\r-", pos) >= 0) return undefined
 
@@ -178,9 +182,7 @@ const splitParts = (buf: Buffer): Part | undefined => {
     if (++parts > MAX_PARTS || node.depth > MAX_DEPTH) return undefined
     inEpilogue = false
     pos = readHeaderBlock(buf, node, pos)
-    if (pos < 0) return undefined
-    const { contentType, multipart, _boundary } = node.mime
-    if (contentType === "message/rfc822" || (multipart === false) !== (_boundary === false)) return undefined
+    if (pos < 0 || !takenApart(node)) return undefined
   }
   return root.closed ? root : undefined
 }
@@ -237,28 +239,18 @@ const decodeBody = (buf: Buffer, part: Part, encoding: string): Buffer | undefin
   return body
 }
 
-const bodySize = (buf: Buffer, part: Part, encoding: string): number | undefined => {
-  if (encoding === "quoted-printable") return libqp.decode(buf.subarray(part.bodyStart, part.bodyEnd)).length
-  if (encoding === "base64") return base64Size(buf.toString("latin1", part.bodyStart, part.bodyEnd))
-  return part.bodyEnd - part.bodyStart
-}
+/** An attachment's decoded size: base64 counted, not decoded. */
+const bodySize = (buf: Buffer, part: Part, encoding: string): number | undefined =>
+  encoding === "base64"
+    ? base64Size(buf.toString("latin1", part.bodyStart, part.bodyEnd))
+    : decodeBody(buf, part, encoding)?.byteLength
 
 /** A text part's content as mailparser decodes it (its line ends are made LF by `bodyOf`); undefined when not handled. */
 const textOf = (bytes: Buffer, charset: string | false): string | undefined => {
   const name = charset || "utf-8"
-  let text: string
-  if (READ_AS_IS.has(name.toLowerCase().replace(/[^a-z0-9]+/g, ""))) {
-    text = bytes.toString()
-  } else if (SINGLE_BYTE.test(charsets.normalizeCharset(name))) {
-    text = charsets.decode(bytes, name)
-  } else {
-    return undefined
-  }
-  return text
+  if (READ_AS_IS.has(name.toLowerCase().replace(/[^a-z0-9]+/g, ""))) return bytes.toString()
+  return SINGLE_BYTE.test(charsets.normalizeCharset(name)) ? charsets.decode(bytes, name) : undefined
 }
-
-/** A parsed part's header lines (parseHeaders ran on every part of a split tree). */
-const headerLines = (part: Part) => (part.mime.headers === false ? [] : part.mime.headers.getList())
 
 /** A line break that is not CR LF. */
 const BARE_LINE_BREAK = /\r(?!\n)|(?<!\r)\n/
@@ -275,7 +267,7 @@ const bodyOf = (texts: ReadonlyArray<string>): string => {
 
 /** mailparser's header processing, without a parser: it only needs `libmime` on `this`. */
 interface HeaderReader {
-  processHeaders(lines: Array<{ key: string; line: string }>): Map<string, unknown>
+  processHeaders(lines: Array<{ key: string; line: string }>): Map<string, HeaderValue>
 }
 let headerReader: HeaderReader | undefined
 const readHeaders = (lines: Array<{ key: string; line: string }>) => {
@@ -336,16 +328,17 @@ export const quickSummary = (raw: Uint8Array): Summary | undefined => {
   }
   if (!visit(root, false)) return undefined
 
-  const lines = headerLines(root)
+  // parseHeaders ran on every part of a split tree.
+  const lines = root.mime.headers === false ? [] : root.mime.headers.getList()
   const headers = readHeaders(lines)
   const subject = headers.get("subject")
   const messageId = headers.get("message-id")
   const date = headerDate(lines)
   return {
     messageId: typeof messageId === "string" ? messageId : "",
-    from: addresses(headers.get("from") as never)[0] ?? "",
-    to: addresses(headers.get("to") as never),
-    cc: addresses(headers.get("cc") as never),
+    from: addresses(headers.get("from"))[0] ?? "",
+    to: addresses(headers.get("to")),
+    cc: addresses(headers.get("cc")),
     subject: typeof subject === "string" ? subject : "",
     date: date === undefined ? null : date.toISOString(),
     attachments,

@@ -15,8 +15,6 @@ import { textToCrlf } from "./crlf.js"
 import { quickSummary } from "./quickSummary.js"
 import { addresses, headerDate, type Summary } from "./summaryFields.js"
 
-export { addresses, headerDate, type Summary } from "./summaryFields.js"
-
 /**
  * The summary of a message. `stop`, when it rejects, ends a mailparser parse early (a timeout;
  * the quick path is bounded by its size limit and linear).

@@ -7,7 +7,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { type AddressObject, simpleParser } from "mailparser"
 import { decideMessage } from "../../src/processing/decide.js"
 import { textToCrlf } from "../../src/processing/crlf.js"
-import { headerDate, summarize, type Summary } from "../../src/processing/summarize.js"
+import { summarize } from "../../src/processing/summarize.js"
+import { headerDate, type Summary } from "../../src/processing/summaryFields.js"
 import {
   bareLfMessage,
   dotLinesMessage,
