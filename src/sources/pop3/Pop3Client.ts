@@ -2,10 +2,12 @@
  * A small POP3 client (RFC 1939) on `node:net` / `node:tls`, with CAPA (RFC 2449), STLS
  * (RFC 2595), SASL PLAIN and XOAUTH2 (RFC 5034) and the response codes of RFC 3206.
  *
- * - One command at a time: a semaphore serialises them, and a command that does not read its
- *   response to the end (timeout, interruption, broken stream) abandons the connection, since
+ * - One exchange at a time: a semaphore serialises them, and an exchange that does not read its
+ *   responses to the end (timeout, interruption, broken stream) abandons the connection, since
  *   the next response could no longer be told apart from the rest of this one. Abandoning
  *   never sends QUIT, so pending DELEs are never committed (RFC 1939 §6).
+ * - A batch of RETRs or DELEs is one exchange: sent in one write when the server announces
+ *   PIPELINING (RFC 2449 §6.6), its answers then read in order; one command at a time otherwise.
  * - Every wait for bytes has the command timeout; a long RETR is fine as long as bytes flow.
  * - Received bytes go through `Pop3Reader` as Buffers: message bytes are never decoded.
  * - Credentials are only ever written to the socket: no error message or log carries them.
@@ -84,7 +86,19 @@ export interface Pop3Client {
    * not read to the end abandons the connection (no QUIT, nothing deleted).
    */
   readonly retrStream: (number: number) => Stream.Stream<Buffer, MailSourceError>
+  /**
+   * `retr` of several messages as one exchange, pipelined when the server allows it. The
+   * bytes come back in the order asked; a refusal fails the whole call, but only after every
+   * answer was read, so the connection stays usable.
+   */
+  readonly retrAll: (
+    messages: ReadonlyArray<{ readonly number: number; readonly expectedBytes?: number | undefined }>
+  ) => Effect.Effect<ReadonlyArray<Buffer>, MailSourceError>
   readonly dele: (number: number) => Effect.Effect<void, MailSourceError>
+  /** `dele` of several messages as one exchange, pipelined when the server allows it. */
+  readonly deleAll: (numbers: ReadonlyArray<number>) => Effect.Effect<void, MailSourceError>
+  /** Whether the server announced PIPELINING (RFC 2449 §6.6) in its last CAPA. */
+  readonly pipelining: boolean
   readonly rset: Effect.Effect<void, MailSourceError>
   readonly noop: Effect.Effect<void, MailSourceError>
   /**
@@ -391,17 +405,27 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
         }).pipe(Effect.map(() => large?.contents() ?? Buffer.concat(chunks, size)))
       })
 
-    /** `label` names the command in errors, so that PASS/AUTH lines never appear in one. */
-    const write = (line: string, label: string) =>
+    /** A command line as sent; `label` names it in errors, so that PASS/AUTH lines never appear in one. */
+    const commandBytes = (line: string, label: string): Buffer | MailSourceError => {
+      // A CR or LF in an argument would smuggle in a second command.
+      if (/[\r\n\0]/.test(line)) return error("protocol", `${label}: argument contains a line break`)
+      const bytes = Buffer.from(`${line}\r\n`, "utf8")
+      return bytes.byteLength > MAX_COMMAND_BYTES
+        ? error("protocol", `${label}: command longer than ${MAX_COMMAND_BYTES} octets (RFC 2449 §4)`)
+        : bytes
+    }
+
+    /** Sends command lines in one write (several only when pipelining). */
+    const write = (lines: string | ReadonlyArray<string>, label: string) =>
       Effect.suspend(() => {
         if (streamFailure !== undefined) return Effect.fail(streamFailure)
-        // A CR or LF in an argument would smuggle in a second command.
-        if (/[\r\n\0]/.test(line)) return Effect.fail(error("protocol", `${label}: argument contains a line break`))
-        const bytes = Buffer.from(`${line}\r\n`, "utf8")
-        if (bytes.byteLength > MAX_COMMAND_BYTES) {
-          return Effect.fail(error("protocol", `${label}: command longer than ${MAX_COMMAND_BYTES} octets (RFC 2449 §4)`))
+        const all: Array<Buffer> = []
+        for (const line of typeof lines === "string" ? [lines] : lines) {
+          const bytes = commandBytes(line, label)
+          if (!Buffer.isBuffer(bytes)) return Effect.fail(bytes)
+          all.push(bytes)
         }
-        socket.write(bytes)
+        socket.write(all.length === 1 ? all[0]! : Buffer.concat(all))
         return Effect.void
       })
 
@@ -601,6 +625,46 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
         )
       )
 
+    /**
+     * Commands of one kind as one exchange: all written at once when pipelining (RFC 2449 §6.6:
+     * the answers come back in order), else each written after the previous one's answer.
+     * `answer` reads one command's answer to its end and returns why it was refused, if it was.
+     */
+    const batch = <A>(
+      label: string,
+      lines: ReadonlyArray<string>,
+      answer: (index: number, status: Status) => Effect.Effect<A, MailSourceError>
+    ) =>
+      exchange(label, Effect.gen(function*() {
+        const pipelined = hasCapability("PIPELINING")
+        if (pipelined) yield* write(lines, label)
+        const results: Array<A> = []
+        for (let i = 0; i < lines.length; i++) {
+          if (!pipelined) yield* write(lines[i]!, label)
+          results.push(yield* answer(i, yield* readStatus(lines[i]!)))
+        }
+        return results
+      }))
+
+    const retrAll = (messages: ReadonlyArray<{ readonly number: number; readonly expectedBytes?: number | undefined }>) =>
+      messages.length === 0 ? Effect.succeed([]) : inTransaction(
+        "RETR",
+        batch(
+          `RETR of ${messages.length} message(s)`,
+          messages.map(({ number }) => `RETR ${number}`),
+          (i, status): Effect.Effect<{ body?: Buffer; refused?: string }, MailSourceError> =>
+            status.kind === "ok"
+              ? Effect.map(readMessageBody(messages[i]!.expectedBytes), (body) => ({ body }))
+              : Effect.succeed({ refused: `RETR ${messages[i]!.number} refused: ${shown(status.text)}` })
+        ).pipe(
+          // A refusal was read to its end, like every other answer: the connection stays in step.
+          Effect.flatMap((answers) => {
+            const refused = answers.find(({ refused }) => refused !== undefined)?.refused
+            return refused !== undefined ? Effect.fail(error("protocol", refused)) : Effect.succeed(answers.map(({ body }) => body!))
+          })
+        )
+      )
+
     const retrStream = (number: number): Stream.Stream<Buffer, MailSourceError> =>
       Stream.unwrapScoped(Effect.gen(function*() {
         const label = `RETR ${number}`
@@ -647,6 +711,21 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
             pendingDeletes += 1
           }),
           Effect.asVoid
+        )
+      )
+
+    const deleAll = (numbers: ReadonlyArray<number>) =>
+      numbers.length === 0 ? Effect.void : inTransaction(
+        "DELE",
+        batch(`DELE of ${numbers.length} message(s)`, numbers.map((number) => `DELE ${number}`), (i, status): Effect.Effect<string | undefined> => {
+          if (status.kind !== "ok") return Effect.succeed(`DELE ${numbers[i]} refused: ${shown(status.text)}`)
+          pendingDeletes += 1
+          return Effect.succeed(undefined)
+        }).pipe(
+          Effect.flatMap((refusals) => {
+            const refused = refusals.find((refusal) => refusal !== undefined)
+            return refused !== undefined ? Effect.fail(error("protocol", refused)) : Effect.void
+          })
         )
       )
 
@@ -744,7 +823,12 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       uidl,
       retr,
       retrStream,
+      retrAll,
       dele,
+      deleAll,
+      get pipelining() {
+        return hasCapability("PIPELINING")
+      },
       rset,
       noop,
       quit,

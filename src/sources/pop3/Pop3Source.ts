@@ -119,16 +119,17 @@ const openSession = (mailbox: ServerMailbox) =>
     )
 
     const fetch = (refs: ReadonlyArray<string>) =>
-      Effect.zipRight(
-        current.pipe(Effect.annotateLogs({ mailbox: mailbox.id })),
-        Effect.forEach(refs, (ref) => {
+      Effect.gen(function*() {
+        yield* current.pipe(Effect.annotateLogs({ mailbox: mailbox.id }))
+        // A ref the server no longer has was removed by someone else: left out (MailSource).
+        const wanted = refs.flatMap((ref) => {
           const entry = byRef.get(ref)
-          // A ref the server no longer has was removed by someone else: left out (MailSource).
-          return entry === undefined
-            ? Effect.succeed(Option.none<Fetched>())
-            : client.retr(entry.numbers[0]!, entry.size).pipe(Effect.map((raw) => Option.some<Fetched>({ ref, raw })))
+          return entry === undefined ? [] : [{ ref, number: entry.numbers[0]!, expectedBytes: entry.size }]
         })
-      ).pipe(Effect.map((fetched) => fetched.flatMap(Option.toArray)))
+        // One exchange for the batch: pipelined where the server allows it.
+        const bytes = yield* client.retrAll(wanted)
+        return wanted.map(({ ref }, i): Fetched => ({ ref, raw: bytes[i]! }))
+      })
 
     const remove = (refs: ReadonlyArray<string>) =>
       refs.length === 0
@@ -137,7 +138,7 @@ const openSession = (mailbox: ServerMailbox) =>
           yield* current.pipe(Effect.annotateLogs({ mailbox: mailbox.id }))
           // A ref already gone is already removed; sending DELE twice for one number gets -ERR.
           const numbers = [...new Set(refs.flatMap((ref) => byRef.get(ref)?.numbers ?? []))].sort((a, b) => a - b)
-          for (const number of numbers) yield* client.dele(number)
+          yield* client.deleAll(numbers)
           // RFC 1939 §6: only QUIT's +OK commits the DELEs.
           yield* client.quit
         }).pipe(

@@ -269,6 +269,74 @@ describe("Pop3Client against a scripted server", () => {
     }))
 })
 
+describe("Pop3Client batches (RFC 2449 PIPELINING)", () => {
+  /** The most commands of `verb` the server found in one burst of received bytes. */
+  const burstCounter = (verb: string) => {
+    const seen = { burst: 0, most: 0 }
+    const override = (line: string) => {
+      if (line.startsWith(`${verb} `)) {
+        if (seen.burst === 0) queueMicrotask(() => (seen.burst = 0))
+        seen.burst += 1
+        seen.most = Math.max(seen.most, seen.burst)
+      }
+      return false
+    }
+    return { seen, override }
+  }
+
+  const batchOn = (capabilities: ReadonlyArray<string> | undefined) =>
+    Effect.gen(function*() {
+      const retr = burstCounter("RETR")
+      const dele = burstCounter("DELE")
+      const server = yield* fakePop3Server({
+        password: PASSWORD,
+        messages: [message(1), message(2), message(3)],
+        ...(capabilities === undefined ? {} : { capabilities }),
+        override: (line) => retr.override(line) || dele.override(line)
+      })
+      const client = yield* connectTo(server)
+      yield* client.userPass("someone", Redacted.make(PASSWORD))
+      const fetched = yield* client.retrAll([{ number: 3 }, { number: 1 }, { number: 2 }])
+      yield* client.deleAll([1, 2, 3])
+      yield* client.quit
+      return { fetched, pipelining: client.pipelining, server, retrBurst: retr.seen.most, deleBurst: dele.seen.most }
+    })
+
+  it.scopedLive("with PIPELINING announced, a batch is sent in one write and its answers read in order", () =>
+    Effect.gen(function*() {
+      const { deleBurst, fetched, pipelining, retrBurst, server } = yield* batchOn(["USER", "UIDL", "PIPELINING"])
+      expect(pipelining).toBe(true)
+      expect(fetched).toEqual([message(3), message(1), message(2)])
+      expect(retrBurst).toBe(3)
+      expect(deleBurst).toBe(3)
+      expect(server.expunged).toEqual([1, 2, 3])
+    }))
+
+  it.scopedLive("without PIPELINING (or without CAPA), each command waits for the previous answer", () =>
+    Effect.gen(function*() {
+      for (const capabilities of [["USER", "UIDL"], undefined]) {
+        const { deleBurst, fetched, pipelining, retrBurst, server } = yield* batchOn(capabilities)
+        expect(pipelining).toBe(false)
+        expect(fetched).toEqual([message(3), message(1), message(2)])
+        expect(retrBurst).toBe(1)
+        expect(deleBurst).toBe(1)
+        expect(server.expunged).toEqual([1, 2, 3])
+      }
+    }))
+
+  it.scopedLive("a refused DELE in a pipelined batch fails it after every answer: nothing is counted as pending twice", () =>
+    Effect.gen(function*() {
+      const server = yield* fakePop3Server({ password: PASSWORD, messages: [message(1), message(2)], capabilities: ["USER", "PIPELINING"] })
+      const client = yield* connectTo(server)
+      yield* client.userPass("someone", Redacted.make(PASSWORD))
+      const error = yield* Effect.flip(client.deleAll([1, 7, 2]))
+      expect(error.message).toContain("DELE 7 refused")
+      // Both real DELEs were answered +OK; the connection is still in step.
+      expect(client.pendingDeletes).toBe(2)
+      yield* client.noop
+    }))
+})
+
 describe("Pop3Source against a scripted server", () => {
   it.scopedLive("without UIDL: refs are sha256 of the bytes, with one warning per session", () =>
     Effect.gen(function*() {

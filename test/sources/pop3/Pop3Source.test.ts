@@ -21,7 +21,7 @@ import {
 
 const PASSWORD = "s3cret-Pa55"
 const USERS = [
-  "starttls", "implicit", "badpass", "untrusted", "remove", "dele-destroy", "dele-scope", "stream", "client-auth"
+  "starttls", "implicit", "badpass", "untrusted", "remove", "dele-destroy", "dele-scope", "stream", "client-auth", "pipelined"
 ].map((name) => ({ user: `${name}@example.test`, password: PASSWORD }))
 const userFor = (name: string) => `${name}@example.test`
 
@@ -271,6 +271,31 @@ describe("Pop3Source against Dovecot", () => {
         })
       )
       expect(yield* Effect.promise(() => dovecot.count(user))).toBe(2)
+    }), 60_000)
+
+  it.live("a pipelined batch: RETRs in order, a refusal mid-batch read to its end, then DELEs committed by QUIT", () =>
+    Effect.gen(function*() {
+      const user = userFor("pipelined")
+      const messages = [plainMessage(1), dotLinesMessage(2), largeMessage(3), latin1Message(4)]
+      yield* Effect.promise(() => dovecot.seed(user, messages))
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const client = yield* clientFor(user)
+          // Dovecot announces RFC 2449 PIPELINING: a batch goes out in one write.
+          expect(client.pipelining).toBe(true)
+          const all = yield* client.retrAll([4, 3, 2, 1].map((number) => ({ number, expectedBytes: messages[number - 1]!.length })))
+          all.forEach((bytes, i) => expect(bytes.equals(messages[3 - i]!), `message ${4 - i}`).toBe(true))
+          // Message 9 does not exist: the batch fails, but only after 1 and 2 were read as well.
+          const refused = yield* Effect.flip(client.retrAll([{ number: 1 }, { number: 9 }, { number: 2 }]))
+          expect(refused.kind).toBe("protocol")
+          expect(refused.message).toContain("RETR 9 refused")
+          expect((yield* client.retrAll([{ number: 2 }]))[0]!.equals(messages[1]!)).toBe(true)
+          yield* client.deleAll([1, 2, 3, 4])
+          expect(client.pendingDeletes).toBe(4)
+          yield* client.quit
+        })
+      )
+      expect(yield* Effect.promise(() => dovecot.count(user))).toBe(0)
     }), 60_000)
 
   it.live("afterProcessing moveTo is refused at open: POP3 has no folders", () =>
