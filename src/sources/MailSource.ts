@@ -8,7 +8,10 @@ import { Context, Data, type Effect, type Scope } from "effect"
 export interface Listed {
   /** IMAP: "UIDVALIDITY:UID"; POP3: the UIDL; Graph: the immutable id. */
   readonly ref: string
-  /** Size in bytes as the server reports it, when it does. */
+  /**
+   * Size in bytes as the server reports it, or a bound it does not exceed (IMAP lists small
+   * messages with one); `undefined` when unknown. It only bounds what one batch holds.
+   */
   readonly size: number | undefined
   /**
    * IMAP: already flagged \Deleted. A new message so flagged is another client's to expunge

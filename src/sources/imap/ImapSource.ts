@@ -84,6 +84,12 @@ const CHECK_GRID_MILLIS = 250
  */
 const FETCH_PIECE_BYTES = 2 * 1024 * 1024
 /**
+ * The listing reports the size of a message larger than this, and this bound for the others
+ * (`Listed.size` bounds what a batch holds): 100 such messages, a full batch, stay under the
+ * batch's 32 MiB.
+ */
+const SMALL_MESSAGE_BYTES = 256 * 1024
+/**
  * Beyond this a message is refused rather than assembled (a server that never stops sending):
  * imapflow's own limit on one literal, which bounded a whole-message FETCH before.
  */
@@ -277,15 +283,37 @@ const openSession = (mailbox: ServerMailbox) =>
       listedAt = changes
       if (client.mailbox === false || client.mailbox.exists === 0) return []
       const uidValidity = currentUidValidity()
-      const messages = await client.fetchAll("1:*", { uid: true, size: true, flags: true })
-      return messages
-        .sort((a, b) => a.uid - b.uid)
-        .map((message): Listed => ({
-          ref: `${uidValidity}:${message.uid}`,
-          size: message.size,
-          flaggedDeleted: message.flags?.has("\\Deleted") === true
+      // Three searches (one response line each) instead of a FETCH of every message's UID,
+      // flags and size (a response each: ~0.17 ms apiece in imapflow, most of a large poll's
+      // listing). Sizes are fetched only for the messages above SMALL_MESSAGE_BYTES; the rest
+      // are listed with that bound. ALL comes first: a message that arrives after it is left
+      // for the next poll, and every message it lists was there when LARGER ran.
+      const all = await searchUids({ all: true })
+      if (all.length === 0) return []
+      const deleted = new Set(await searchUids({ deleted: true }))
+      const large = await searchUids({ larger: SMALL_MESSAGE_BYTES })
+      const sizes = new Map<number, number>()
+      if (large.length > 0) {
+        for (const message of await client.fetchAll(large.join(","), { uid: true, size: true }, { uid: true })) {
+          if (message.size !== undefined) sizes.set(message.uid, message.size)
+        }
+      }
+      return all
+        .sort((a, b) => a - b)
+        .map((uid): Listed => ({
+          ref: `${uidValidity}:${uid}`,
+          // A large message expunged between the searches and the FETCH has no size: it is gone.
+          size: sizes.get(uid) ?? SMALL_MESSAGE_BYTES,
+          flaggedDeleted: deleted.has(uid)
         }))
     })
+
+    /** UID SEARCH (RFC 3501 §6.4.4); a refused search is an error, never an empty mailbox. */
+    const searchUids = async (query: Parameters<ImapFlow["search"]>[0]): Promise<Array<number>> => {
+      const uids = await client.search(query, { uid: true })
+      if (uids === false || uids === undefined) throw new Error(`UID SEARCH ${JSON.stringify(query)} was refused`)
+      return uids
+    }
 
     const uidsOf = (refs: ReadonlyArray<string>, uidValidity: string) =>
       refs

@@ -1,11 +1,13 @@
 /**
- * The IMAP source's FETCH against Dovecot: one FETCH of at most one piece of each message, the
+ * The IMAP source's listing and FETCH against Dovecot. The listing: searches, sizes only of large
+ * messages. The FETCH: one FETCH of at most one piece of each message, the
  * rest of a large message in partial FETCHes (RFC 3501 §6.4.5) into one shared buffer. Sizes
  * around the piece size (2 MiB) cover a message that ends exactly at a piece boundary.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Buffer } from "node:buffer"
 import { Effect, Redacted } from "effect"
+import { ImapFlow } from "imapflow"
 import type { ServerMailbox } from "../../../src/domain/config.js"
 import { type MailSession, MailSource } from "../../../src/sources/MailSource.js"
 import * as ImapSource from "../../../src/sources/imap/ImapSource.js"
@@ -14,35 +16,36 @@ import { largeMessage, plainMessage } from "../../support/messages.js"
 
 const PASSWORD = "imap-Pa55"
 const USER = "fetch@example.test"
+const LISTER = "list@example.test"
 const PIECE = 2 * 1024 * 1024
 
 let dovecot: Dovecot
 
 beforeAll(async () => {
-  dovecot = await startDovecot({ name: "imap-source", users: [{ user: USER, password: PASSWORD }] })
+  dovecot = await startDovecot({ name: "imap-source", users: [{ user: USER, password: PASSWORD }, { user: LISTER, password: PASSWORD }] })
 }, 30_000)
 
 afterAll(async () => {
   await dovecot?.destroy()
 })
 
-const mailbox = (): ServerMailbox => ({
+const mailbox = (user = USER): ServerMailbox => ({
   id: "imap-fetch",
   afterProcessing: "delete",
   host: dovecot.host,
   port: dovecot.imapPort,
   tls: "none",
   tlsRejectUnauthorized: true,
-  user: USER,
+  user,
   password: Redacted.make(PASSWORD),
   folder: "INBOX",
   connectTimeoutSeconds: 5,
   commandTimeoutSeconds: 60
 })
 
-const withSession = <A, E>(use: (session: MailSession) => Effect.Effect<A, E>) =>
+const withSession = <A, E>(use: (session: MailSession) => Effect.Effect<A, E>, user = USER) =>
   Effect.scoped(Effect.flatMap(MailSource, (source) => Effect.flatMap(source.open, use))).pipe(
-    Effect.provide(ImapSource.layer(mailbox()))
+    Effect.provide(ImapSource.layer(mailbox(user)))
   )
 
 /** A message of exactly `bytes` bytes: `plainMessage`'s headers, then lines of filler. */
@@ -78,4 +81,29 @@ describe("ImapSource fetch against Dovecot", () => {
         expect(entry.raw.buffer instanceof SharedArrayBuffer, `message ${i}`).toBe(messages[i]!.length >= PIECE)
       })
     }), 120_000)
+
+  it.live("lists in UID order: another client's \\Deleted flag, exact sizes of large messages, a bound for small ones", () =>
+    Effect.gen(function*() {
+      const small = 256 * 1024
+      const messages = [plainMessage(1), exactly(2, small), exactly(3, small + 1), plainMessage(4), largeMessage(5, 3 * 1024 * 1024)]
+      yield* Effect.promise(() => dovecot.seed(LISTER, messages))
+      // Another client flags message 4 \Deleted (without expunging it).
+      yield* Effect.promise(async () => {
+        const other = new ImapFlow({ host: dovecot.host, port: dovecot.imapPort, secure: false, doSTARTTLS: false, auth: { user: LISTER, pass: PASSWORD }, logger: false })
+        await other.connect()
+        await other.mailboxOpen("INBOX")
+        await other.messageFlagsAdd("4", ["\\Deleted"])
+        await other.logout()
+      })
+      const listed = yield* withSession((session) => session.list, LISTER)
+      const uids = listed.map((entry) => Number(entry.ref.split(":")[1]))
+      expect(uids).toEqual([...uids].sort((a, b) => a - b))
+      expect(listed).toHaveLength(5)
+      expect(listed.map((entry) => entry.flaggedDeleted)).toEqual([false, false, false, true, false])
+      // Over the bound: the server's size; at or under it: the bound, never less than the message.
+      expect(listed[2]!.size).toBe(small + 1)
+      expect(listed[4]!.size).toBe(messages[4]!.length)
+      for (const i of [0, 1, 3]) expect(listed[i]!.size).toBe(small)
+      listed.forEach((entry, i) => expect(entry.size!, `message ${i + 1}`).toBeGreaterThanOrEqual(messages[i]!.length))
+    }), 60_000)
 })
