@@ -5,7 +5,7 @@
  *
  *   IMAP: mailintake run --once | bare imapflow (fetch source + delete, 500-UID batches: the
  *         floor) | fetchmail --bsmtp | fetchmail → MDA → Maildir | getmail6 → Maildir
- *   POP3: mailintake run --once | bare POP3 loop (the floor) | fetchmail --bsmtp |
+ *   POP3: mailintake run --once | bare POP3 loop, pipelined like mailintake (the floor) | fetchmail --bsmtp |
  *         fetchmail → MDA → Maildir | getmail6 → Maildir
  *
  * Every contender uses the same transport: plain TCP on loopback (IMAP on Dovecot's port 143
@@ -206,7 +206,7 @@ const contenders = (
     },
     {
       key: "bare",
-      name: protocol === "IMAP" ? "bare imapflow: fetch + delete, 500-UID batches (floor)" : "bare POP3 loop: RETR + DELE (floor)",
+      name: protocol === "IMAP" ? "bare imapflow: fetch + delete, 500-UID batches (floor)" : "bare POP3 loop: pipelined RETR + DELE (floor)",
       prepare: (dir) => {
         const out = join(dir, "stdout")
         return {
