@@ -6,8 +6,8 @@
  *   responses to the end (timeout, interruption, broken stream) abandons the connection, since
  *   the next response could no longer be told apart from the rest of this one. Abandoning
  *   never sends QUIT, so pending DELEs are never committed (RFC 1939 §6).
- * - A batch of RETRs or DELEs is one exchange: sent in one write when the server announces
- *   PIPELINING (RFC 2449 §6.6), its answers then read in order; one command at a time otherwise.
+ * - A batch of RETRs or DELEs is one exchange: up to 100 commands to a write when the server
+ *   announces PIPELINING (RFC 2449 §6.6), their answers read in order; one at a time otherwise.
  * - Every wait for bytes has the command timeout; a long RETR is fine as long as bytes flow.
  * - Received bytes go through `Pop3Reader` as Buffers: message bytes are never decoded.
  * - Credentials are only ever written to the socket: no error message or log carries them.
@@ -118,6 +118,8 @@ export interface Pop3Client {
 const MAX_STATUS_LINE_BYTES = 8 * 1024
 // RFC 2449 §4: a command line is at most 255 octets including CRLF.
 const MAX_COMMAND_BYTES = 255
+/** Commands written together when pipelining (a batch of RETRs is at most 100). */
+const PIPELINE_WINDOW = 100
 // Stop reading the socket while this much is waiting to be consumed (a slow RETR consumer).
 const HIGH_WATER_BYTES = 1024 * 1024
 // A RETR stream hands out at least this much per pull (or the rest of the message).
@@ -626,9 +628,11 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       )
 
     /**
-     * Commands of one kind as one exchange: all written at once when pipelining (RFC 2449 §6.6:
-     * the answers come back in order), else each written after the previous one's answer.
-     * `answer` reads one command's answer to its end and returns why it was refused, if it was.
+     * Commands of one kind as one exchange: when pipelining, written PIPELINE_WINDOW at a time,
+     * each window once the previous one is answered (RFC 2449 §6.6: the answers come back in
+     * order; the window spares a server with a small input buffer thousands of lines at once);
+     * else each written after the previous one's answer. `answer` reads one command's answer to
+     * its end.
      */
     const batch = <A>(
       label: string,
@@ -636,11 +640,10 @@ export const connect = (options: Pop3ConnectOptions): Effect.Effect<Pop3Client, 
       answer: (index: number, status: Status) => Effect.Effect<A, MailSourceError>
     ) =>
       exchange(label, Effect.gen(function*() {
-        const pipelined = hasCapability("PIPELINING")
-        if (pipelined) yield* write(lines, label)
+        const window = hasCapability("PIPELINING") ? PIPELINE_WINDOW : 1
         const results: Array<A> = []
         for (let i = 0; i < lines.length; i++) {
-          if (!pipelined) yield* write(lines[i]!, label)
+          if (i % window === 0) yield* write(lines.slice(i, i + window), label)
           results.push(yield* answer(i, yield* readStatus(lines[i]!)))
         }
         return results

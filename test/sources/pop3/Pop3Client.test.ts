@@ -324,6 +324,24 @@ describe("Pop3Client batches (RFC 2449 PIPELINING)", () => {
       }
     }))
 
+  it.scopedLive("a long batch goes out 100 commands at a time, each window after the previous one's answers", () =>
+    Effect.gen(function*() {
+      const dele = burstCounter("DELE")
+      const server = yield* fakePop3Server({
+        password: PASSWORD,
+        messages: Array.from({ length: 250 }, (_, i) => message(i + 1)),
+        capabilities: ["USER", "PIPELINING"],
+        override: dele.override
+      })
+      const client = yield* connectTo(server)
+      yield* client.userPass("someone", Redacted.make(PASSWORD))
+      yield* client.deleAll(Array.from({ length: 250 }, (_, i) => i + 1))
+      expect(client.pendingDeletes).toBe(250)
+      expect(dele.seen.most).toBe(100)
+      yield* client.quit
+      expect(server.expunged).toHaveLength(250)
+    }))
+
   it.scopedLive("a refused DELE in a pipelined batch fails it after every answer: nothing is counted as pending twice", () =>
     Effect.gen(function*() {
       const server = yield* fakePop3Server({ password: PASSWORD, messages: [message(1), message(2)], capabilities: ["USER", "PIPELINING"] })
