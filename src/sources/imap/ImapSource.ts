@@ -11,10 +11,12 @@
 import { Deferred, Duration, Effect, Layer, Redacted } from "effect"
 import { ImapFlow, type ImapFlowOptions } from "imapflow"
 import { readFileSync } from "node:fs"
+import { isIP } from "node:net"
 import { createSecureContext, type SecureContext } from "node:tls"
 import type { ServerMailbox } from "../../domain/config.js"
 import { type ChangeWatch, type Fetched, type Listed, type MailSession, MailSource, MailSourceError } from "../MailSource.js"
 import { MessageBuffer } from "../MessageBuffer.js"
+import { type BulkFetch, openBulkFetch } from "./BulkFetch.js"
 import { TLS_ERROR_CODES } from "../tlsErrors.js"
 
 export const defaultPort = (tls: ServerMailbox["tls"]): number => (tls === "implicit" ? 993 : 143)
@@ -89,6 +91,13 @@ const FETCH_PIECE_BYTES = 2 * 1024 * 1024
  * batch's 32 MiB.
  */
 const SMALL_MESSAGE_BYTES = 256 * 1024
+/**
+ * A listing with at least this many small messages is a backlog: they are fetched on a second,
+ * read-only connection of our own (BulkFetch.ts), opened for the drain and closed once it is
+ * done. Below it (the steady trickle of a live mailbox) everything goes through imapflow, so
+ * a thousand mailboxes never log in twice each.
+ */
+const BACKLOG_MESSAGES = 500
 /**
  * Beyond this a message is refused rather than assembled (a server that never stops sending):
  * imapflow's own limit on one literal, which bounded a whole-message FETCH before.
@@ -281,6 +290,8 @@ const openSession = (mailbox: ServerMailbox) =>
       // Whatever the server reports from here on (even during this FETCH) makes the next
       // check (`awaitChange`) find a change, so nothing that arrives while listing can be missed.
       listedAt = changes
+      // A new listing: a drain still open from the last one is over.
+      await closeBulk()
       if (client.mailbox === false || client.mailbox.exists === 0) return []
       const uidValidity = currentUidValidity()
       // Three searches (one response line each) instead of a FETCH of every message's UID,
@@ -298,6 +309,8 @@ const openSession = (mailbox: ServerMailbox) =>
           if (message.size !== undefined) sizes.set(message.uid, message.size)
         }
       }
+      const small = all.filter((uid) => !sizes.has(uid))
+      backlog = small.length >= BACKLOG_MESSAGES && !bulkRefused ? new Set(small) : undefined
       return all
         .sort((a, b) => a - b)
         .map((uid): Listed => ({
@@ -346,25 +359,98 @@ const openSession = (mailbox: ServerMailbox) =>
       return buffer.contents()
     }
 
+    /** Small messages of the last listing, when it was a backlog, not yet fetched. */
+    let backlog: Set<number> | undefined
+    /** The drain's own connection, while a backlog is fetched. */
+    let bulk: Promise<BulkFetch> | undefined
+    /** Set once the bulk connection failed: this session uses imapflow alone from then on. */
+    let bulkRefused = false
+
+    const closeBulk = async () => {
+      const open = bulk
+      bulk = undefined
+      if (open !== undefined) await open.then((connection) => connection.close(), () => {})
+    }
+    yield* Effect.addFinalizer(() => Effect.promise(closeBulk))
+
+    const openBulk = (uidValidity: string) =>
+      openBulkFetch({
+        host: mailbox.host,
+        port: mailbox.port ?? defaultPort(mailbox.tls),
+        tls: mailbox.tls,
+        tlsOptions: {
+          rejectUnauthorized: mailbox.tlsRejectUnauthorized,
+          ...(mailbox.caFile === undefined ? {} : { secureContext: secureContextFor(mailbox.caFile) }),
+          // RFC 6066 §3: SNI carries host names only, never IP addresses.
+          ...(isIP(mailbox.host) === 0 ? { servername: mailbox.host } : {})
+        },
+        user: mailbox.user,
+        password: Redacted.value(mailbox.password),
+        folder: mailbox.folder,
+        uidValidity,
+        connectTimeoutMillis: mailbox.connectTimeoutSeconds * 1000,
+        commandTimeoutMillis: mailbox.commandTimeoutSeconds * 1000
+      })
+
+    /**
+     * The backlog's messages among `uids`, on the drain's own connection; `undefined` when that
+     * connection failed (then imapflow fetches them, and does so for the rest of the session).
+     */
+    const fetchBacklog = async (uids: ReadonlyArray<number>, uidValidity: string) => {
+      try {
+        bulk ??= openBulk(uidValidity)
+        const fetched = await (await bulk).fetch(uids)
+        for (const uid of uids) backlog?.delete(uid)
+        if (backlog?.size === 0) await closeBulk()
+        return fetched
+      } catch (cause) {
+        bulkRefused = true
+        backlog = undefined
+        await closeBulk()
+        return cause instanceof Error ? cause : new Error(String(cause))
+      }
+    }
+
     const fetch = (refs: ReadonlyArray<string>) =>
-      withMailbox("fetch", async () => {
+      Effect.gen(function*() {
         const uidValidity = currentUidValidity()
         const uids = uidsOf(refs, uidValidity)
         if (uids.length === 0) return []
-        // One FETCH for the batch, of at most one piece of each message (all of most messages).
+        const fromBacklog = new Set(backlog === undefined ? [] : uids.filter((uid) => backlog!.has(uid)))
+        /** What the drain's connection fetched; a backlog UID it did not return is gone from the folder. */
+        let drained: Map<number, Buffer> | undefined
+        if (fromBacklog.size > 0) {
+          const result = yield* Effect.promise(() => fetchBacklog([...fromBacklog], uidValidity))
+          if (result instanceof Error) {
+            yield* Effect.logWarning(`the backlog's own connection failed (${result.message}); fetching through the session from now on`)
+          } else drained = result
+        }
+        const rest = drained === undefined ? uids : uids.filter((uid) => !fromBacklog.has(uid))
+        const viaSession = rest.length === 0 ? new Map<number, Buffer>() : yield* fetchThroughSession(rest)
+        const fetched: Array<Fetched> = []
+        for (const uid of uids) {
+          const raw = drained?.get(uid) ?? viaSession.get(uid)
+          if (raw !== undefined) fetched.push({ ref: `${uidValidity}:${uid}`, raw })
+        }
+        return fetched
+      })
+
+    /** Messages through imapflow: one FETCH of at most one piece of each, the rest of a large one piece by piece. */
+    const fetchThroughSession = (uids: ReadonlyArray<number>) =>
+      withMailbox("fetch", async () => {
         const messages = await client.fetchAll(
           uids.join(","),
           { uid: true, size: true, source: { start: 0, maxLength: FETCH_PIECE_BYTES } },
           { uid: true }
         )
         const byUid = new Map(messages.map((message) => [message.uid, message]))
-        const fetched: Array<Fetched> = []
+        const fetched = new Map<number, Buffer>()
         for (const uid of uids) {
           const message = byUid.get(uid)
           const first = message?.source
           if (message === undefined || !first) continue
           const raw = first.byteLength < FETCH_PIECE_BYTES ? first : await fetchRest(uid, first, message.size)
-          if (raw !== undefined) fetched.push({ ref: `${uidValidity}:${uid}`, raw })
+          if (raw !== undefined) fetched.set(uid, raw)
         }
         return fetched
       })
@@ -387,7 +473,9 @@ const openSession = (mailbox: ServerMailbox) =>
         if (!capabilities.has("UIDPLUS")) {
           throw new Error("the server does not support UIDPLUS (RFC 4315): refusing a plain EXPUNGE, which would remove other clients' \\Deleted messages too")
         }
-        const deleted = await client.messageDelete(range, { uid: true })
+        // FLAGS.SILENT (RFC 3501 §6.4.6): no FETCH response per message for imapflow to parse.
+        // imapflow passes the option on to its STORE; its typings do not list it.
+        const deleted = await client.messageDelete(range, { uid: true, silent: true } as { uid: boolean })
         if (!deleted) throw new Error("UID EXPUNGE was refused")
       })
 

@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Buffer } from "node:buffer"
-import { Effect, Redacted } from "effect"
+import { readFile } from "node:fs/promises"
+import { Effect, Logger, Redacted } from "effect"
 import { ImapFlow } from "imapflow"
 import type { ServerMailbox } from "../../../src/domain/config.js"
 import { type MailSession, MailSource } from "../../../src/sources/MailSource.js"
@@ -17,12 +18,23 @@ import { largeMessage, plainMessage } from "../../support/messages.js"
 const PASSWORD = "imap-Pa55"
 const USER = "fetch@example.test"
 const LISTER = "list@example.test"
+const BACKLOG = "backlog@example.test"
+const BACKLOG_TLS = "backlog-tls@example.test"
+/** Not a quoted string (RFC 3501 §9): the backlog connection does not log in with it. */
+const UNQUOTABLE = "unquotable@example.test"
+const UNQUOTABLE_PASSWORD = "pa\u00dfwort-\u00e9"
 const PIECE = 2 * 1024 * 1024
 
 let dovecot: Dovecot
 
 beforeAll(async () => {
-  dovecot = await startDovecot({ name: "imap-source", users: [{ user: USER, password: PASSWORD }, { user: LISTER, password: PASSWORD }] })
+  dovecot = await startDovecot({ name: "imap-source", users: [
+    { user: USER, password: PASSWORD },
+    { user: LISTER, password: PASSWORD },
+    { user: BACKLOG, password: PASSWORD },
+    { user: BACKLOG_TLS, password: PASSWORD },
+    { user: UNQUOTABLE, password: UNQUOTABLE_PASSWORD }
+  ] })
 }, 30_000)
 
 afterAll(async () => {
@@ -105,5 +117,73 @@ describe("ImapSource fetch against Dovecot", () => {
       expect(listed[4]!.size).toBe(messages[4]!.length)
       for (const i of [0, 1, 3]) expect(listed[i]!.size).toBe(small)
       listed.forEach((entry, i) => expect(entry.size!, `message ${i + 1}`).toBeGreaterThanOrEqual(messages[i]!.length))
+    }), 60_000)
+
+  /** Logins of `user` in Dovecot's log so far. */
+  const logins = (user: string) =>
+    Effect.promise(async () => (await readFile(dovecot.logFile, "utf8")).split("\n").filter((line) => line.includes(`Login: user=<${user}>`)).length)
+
+  /** A backlog (600 small messages, over the 500 that make one): listed, then fetched in batches of 100. */
+  const drainBacklog = (user: string, overrides: Partial<ServerMailbox>) =>
+    Effect.gen(function*() {
+      const messages = Array.from({ length: 600 }, (_, i) => plainMessage(i + 1))
+      yield* Effect.promise(() => dovecot.seed(user, messages))
+      const before = yield* logins(user)
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(String(message))
+      })
+      const fetched = yield* Effect.scoped(Effect.flatMap(MailSource, (source) =>
+        Effect.flatMap(source.open, (session) =>
+          Effect.gen(function*() {
+            const listed = yield* session.list
+            const all = []
+            for (let i = 0; i < listed.length; i += 100) all.push(...yield* session.fetch(listed.slice(i, i + 100).map((entry) => entry.ref)))
+            return all
+          })))).pipe(
+        Effect.provide(ImapSource.layer({ ...mailbox(user), ...overrides })),
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      expect(fetched).toHaveLength(messages.length)
+      fetched.forEach((entry, i) => expect(Buffer.from(entry.raw).equals(messages[i]!), `message ${i + 1}`).toBe(true))
+      const loggedIn = (yield* logins(user)) - before
+      // Read-only and BODY.PEEK: nothing left the folder, nothing was marked \Seen.
+      expect(yield* Effect.promise(() => dovecot.count(user))).toBe(messages.length)
+      const seen = yield* Effect.promise(async () => {
+        const password = overrides.password === undefined ? PASSWORD : Redacted.value(overrides.password)
+        const other = new ImapFlow({ host: dovecot.host, port: dovecot.imapPort, secure: false, doSTARTTLS: false, auth: { user, pass: password }, logger: false })
+        await other.connect()
+        await other.mailboxOpen("INBOX", { readOnly: true })
+        const uids = await other.search({ seen: true }, { uid: true })
+        await other.logout()
+        return uids
+      })
+      expect(seen).toEqual([])
+      return { logins: loggedIn, warnings }
+    })
+
+  it.live("a backlog is fetched on a read-only connection of its own, over STARTTLS, byte for byte", () =>
+    Effect.gen(function*() {
+      const { logins, warnings } = yield* drainBacklog(BACKLOG, { tls: "starttls", caFile: dovecot.caFile })
+      // The session's login and the backlog connection's.
+      expect(logins).toBe(2)
+      expect(warnings).toEqual([])
+    }), 60_000)
+
+  it.live("and over implicit TLS", () =>
+    Effect.gen(function*() {
+      const { logins, warnings } = yield* drainBacklog(BACKLOG_TLS, { tls: "implicit", port: dovecot.imapsPort, caFile: dovecot.caFile })
+      expect(logins).toBe(2)
+      expect(warnings).toEqual([])
+    }), 60_000)
+
+  it.live("when the backlog connection cannot be used (a password it cannot quote), the session fetches everything", () =>
+    Effect.gen(function*() {
+      const { logins, warnings } = yield* drainBacklog(UNQUOTABLE, { password: Redacted.make(UNQUOTABLE_PASSWORD) })
+      expect(logins).toBe(1)
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toContain("would need a literal")
+      // The password never appears in what is logged.
+      expect(warnings[0]).not.toContain(UNQUOTABLE_PASSWORD)
     }), 60_000)
 })
