@@ -395,30 +395,45 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
             }))
         const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
         type Removal = Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError>
-        let removals: Array<Removal> = []
+        /** The removal running on the server, if any: one at a time. */
+        let removal: Removal | undefined
+        /** Refs to remove once it is done: removals that queue up while one runs become one. */
+        let queued: Array<string> = []
+        const fork = (refs: ReadonlyArray<string>) =>
+          Effect.map(Effect.fork(Effect.uninterruptible(Effect.as(session.remove(refs), refs))), (fiber) => {
+            removal = fiber
+          })
         /** A removal on the server, running beside the rest; its MessageRemoved goes into a later append. */
         const startRemoval = (refs: ReadonlyArray<string>) =>
-          refs.length === 0
-            ? Effect.void
-            : Effect.map(Effect.fork(Effect.uninterruptible(Effect.as(session.remove(refs), refs))), (fiber) => {
-              removals.push(fiber)
-            })
-        /** MessageRemoved for the removals done (all of them with `wait`); a failed one fails the poll. */
+          Effect.suspend(() => {
+            if (refs.length === 0) return Effect.void
+            if (removal !== undefined) {
+              queued.push(...refs)
+              return Effect.void
+            }
+            return fork(refs)
+          })
+        /**
+         * MessageRemoved for what the server finished removing (with `wait`: everything started
+         * or queued); the queued refs start as soon as the running removal is done. A failed
+         * removal fails the poll.
+         */
         const removedEvents = (wait: boolean) =>
           Effect.gen(function*() {
             const events: Array<MessageRemoved> = []
-            const running: Array<Removal> = []
-            for (const removal of removals) {
+            while (removal !== undefined) {
               const exit = wait ? Option.some(yield* Fiber.await(removal)) : yield* Fiber.poll(removal)
-              if (Option.isNone(exit)) {
-                running.push(removal)
-                continue
-              }
+              if (Option.isNone(exit)) break
+              removal = undefined
               const refs = yield* exit.value
               report.removed += refs.length
               for (const ref of refs) events.push(new MessageRemoved({ ref, how }))
+              if (queued.length > 0) {
+                const next = queued
+                queued = []
+                yield* fork(next)
+              }
             }
-            removals = running
             return events
           })
         const pending = batches(fresh)
