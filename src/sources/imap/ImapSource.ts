@@ -7,6 +7,8 @@
  * - Refs carry UIDVALIDITY (RFC 3501 §2.3.1.1): a ref from another UIDVALIDITY is gone.
  * - Removal uses UID EXPUNGE (RFC 4315 UIDPLUS) or MOVE (RFC 6851), never a plain EXPUNGE,
  *   which would also remove every other \Deleted message in the folder.
+ * - A backlog is fetched on a second, read-only connection of our own (BulkFetch.ts), for
+ *   speed; anything unexpected there and the session goes on with imapflow alone.
  */
 import { Deferred, Duration, Effect, Layer, Redacted } from "effect"
 import { ImapFlow, type ImapFlowOptions } from "imapflow"
@@ -393,7 +395,7 @@ const openSession = (mailbox: ServerMailbox) =>
       })
 
     /**
-     * The backlog's messages among `uids`, on the drain's own connection; `undefined` when that
+     * The backlog's messages among `uids`, on the drain's own connection; the Error when that
      * connection failed (then imapflow fetches them, and does so for the rest of the session).
      */
     const fetchBacklog = async (uids: ReadonlyArray<number>, uidValidity: string) => {
