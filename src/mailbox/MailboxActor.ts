@@ -415,8 +415,9 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           })
         /**
          * MessageRemoved for what the server finished removing (with `wait`: everything started
-         * or queued); the queued refs start as soon as the running removal is done. A failed
-         * removal fails the poll.
+         * or queued). Called once a batch: the queued refs start here, once the running removal
+         * is done. A failed removal fails the poll; what it left is in flight and removed on the
+         * next poll.
          */
         const removedEvents = (wait: boolean) =>
           Effect.gen(function*() {
