@@ -13,7 +13,9 @@
  * must be empty and the event log must say what happened (MessageAccepted, or
  * MessageQuarantineRequested too-large + MessageQuarantined), with MessageRemoved.
  *
- * Options: --sizes 50,200 (MiB), --protocols imap,pop3, --paths parsed,too-large, --use-dist, --keep.
+ * Options: --sizes 50,200 (MiB), --protocols imap,pop3, --paths parsed,too-large, --use-dist, --keep,
+ * --kind attachment|text (text: one text/plain part of that size, whose text becomes the
+ * event's body — the heaviest shape for memory; default attachment).
  */
 import { readFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
@@ -28,6 +30,22 @@ const SIZES = option("sizes", "50,200").split(",").map(Number).filter((n) => n >
 const PROTOCOLS = option("protocols", "imap,pop3").split(",").map((p) => p.trim().toUpperCase()).filter(Boolean) as Array<"IMAP" | "POP3">
 const PATHS = option("paths", "parsed,too-large").split(",").map((p) => p.trim()).filter(Boolean) as Array<"parsed" | "too-large">
 const KEEP = flag("keep")
+const KIND = option("kind", "attachment")
+if (KIND !== "attachment" && KIND !== "text") throw new Error(`--kind must be attachment or text, not ${KIND}`)
+
+/** A text/plain message of about `bytes` bytes: lines of 76 ASCII characters. */
+const textMessage = (bytes: number): Buffer => {
+  const head = Buffer.from(
+    "From: Sender <sender@example.test>\r\nTo: support@example.test\r\nSubject: A very long text\r\n" +
+      "Message-ID: <large-text@example.test>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n" +
+      "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n",
+    "latin1"
+  )
+  const line = Buffer.from(`${"The quick brown fox jumps over the lazy dog. ".repeat(2).slice(0, 76)}\r\n`, "latin1")
+  const body = Buffer.alloc(Math.ceil((bytes - head.length) / line.length) * line.length)
+  for (let at = 0; at < body.length; at += line.length) line.copy(body, at)
+  return Buffer.concat([head, body])
+}
 const USER = "large@example.test"
 const PASSWORD = "large-pw"
 const MiB = 1024 * 1024
@@ -99,7 +117,7 @@ const main = async () => {
     }
     for (const sizeMiB of SIZES) {
       log(`generating a ${sizeMiB} MiB message`)
-      let message: Buffer | undefined = largeMessage(sizeMiB, sizeMiB * MiB)
+      let message: Buffer | undefined = KIND === "text" ? textMessage(sizeMiB * MiB) : largeMessage(sizeMiB, sizeMiB * MiB)
       const messageBytes = message.byteLength
       for (const protocol of PROTOCOLS) {
         for (const path of PATHS) {
@@ -159,7 +177,7 @@ const main = async () => {
     else log(`kept ${scratch.join(" ")}`)
   }
 
-  let report = `\nLarge messages: one message per run, mailintake run --once over plain TCP on loopback. Target: peak RSS < 2 × size + 100 MiB.\n`
+  let report = `\nLarge messages (${KIND === "text" ? "one text/plain part" : "a base64 attachment"}): one message per run, mailintake run --once over plain TCP on loopback. Target: peak RSS < 2 × size + 100 MiB.\n`
   report += `Machine: ${machineBefore.cpus} cores, load average ${machineBefore.loadAverage.join(" / ")} at start (shared with other work).\n`
   const rows: Array<Array<Cell>> = results.map((r) => {
     const peak = Math.max(r.maxRssMiB ?? 0, r.treePeakRssMiB)
@@ -188,7 +206,7 @@ const main = async () => {
     benchmark: "large",
     machine: machineBefore,
     machineAfter: machine(),
-    options: { sizes: SIZES, protocols: PROTOCOLS, paths: PATHS, transport: "plain TCP, 127.0.0.1" },
+    options: { sizes: SIZES, protocols: PROTOCOLS, paths: PATHS, kind: KIND, transport: "plain TCP, 127.0.0.1" },
     baselines,
     runs: results,
     table: report
