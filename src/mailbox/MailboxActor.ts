@@ -117,6 +117,9 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         for (const stored of appended.events) evolve(state, stored.event, stored.at)
       })
 
+    /** How MessageRemoved says a message left the server. */
+    const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
+
     const decideOptions = {
       maxMessageBytes: plan.maxMessageBytes,
       quarantineListMail: plan.quarantineListMail,
@@ -291,7 +294,6 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         if (done.length === 0 && removedBefore.length === 0) return
         const onServer = done.filter((ref) => listed.has(ref))
         const gone = done.filter((ref) => !listed.has(ref))
-        const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
         yield* Effect.uninterruptible(
           Effect.gen(function*() {
             // One call: for POP3 the removal is the QUIT that ends the session.
@@ -393,7 +395,6 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
               const stage = state.inFlight.get(ref)?.stage
               return stage !== undefined && stages.includes(stage)
             }))
-        const how = plan.afterProcessing === "delete" ? "delete" : `move:${plan.afterProcessing.moveTo}`
         type Removal = Fiber.RuntimeFiber<ReadonlyArray<string>, MailSourceError>
         /** The removal running on the server, if any: one at a time. */
         let removal: Removal | undefined

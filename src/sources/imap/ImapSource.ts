@@ -135,6 +135,12 @@ const secureContextFor = (caFile: string): SecureContext => {
  */
 const AUTO_IDLE_AFTER_MILLIS = 2 * 60 * 1000
 
+/** Certificate checking, for imapflow's connection and the backlog's alike. */
+const tlsSettings = (mailbox: ServerMailbox) => ({
+  rejectUnauthorized: mailbox.tlsRejectUnauthorized,
+  ...(mailbox.caFile === undefined ? {} : { secureContext: secureContextFor(mailbox.caFile) })
+})
+
 const clientOptions = (mailbox: ServerMailbox): ImapFlowOptions => ({
   host: mailbox.host,
   port: mailbox.port ?? defaultPort(mailbox.tls),
@@ -142,10 +148,7 @@ const clientOptions = (mailbox: ServerMailbox): ImapFlowOptions => ({
   // true: STARTTLS required, a server without it is refused (never downgraded); false: never.
   doSTARTTLS: mailbox.tls === "starttls" ? true : false,
   auth: { user: mailbox.user, pass: Redacted.value(mailbox.password) },
-  tls: {
-    rejectUnauthorized: mailbox.tlsRejectUnauthorized,
-    ...(mailbox.caFile === undefined ? {} : { secureContext: secureContextFor(mailbox.caFile) })
-  },
+  tls: tlsSettings(mailbox),
   logger: false,
   connectionTimeout: mailbox.connectTimeoutSeconds * 1000,
   greetingTimeout: mailbox.connectTimeoutSeconds * 1000,
@@ -381,9 +384,8 @@ const openSession = (mailbox: ServerMailbox) =>
         port: mailbox.port ?? defaultPort(mailbox.tls),
         tls: mailbox.tls,
         tlsOptions: {
-          rejectUnauthorized: mailbox.tlsRejectUnauthorized,
-          ...(mailbox.caFile === undefined ? {} : { secureContext: secureContextFor(mailbox.caFile) }),
-          // RFC 6066 §3: SNI carries host names only, never IP addresses.
+          ...tlsSettings(mailbox),
+          // RFC 6066 §3: SNI carries host names only, never IP addresses (imapflow does the same).
           ...(isIP(mailbox.host) === 0 ? { servername: mailbox.host } : {})
         },
         user: mailbox.user,
