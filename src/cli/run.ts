@@ -8,6 +8,7 @@ import { watch } from "node:fs"
 import { availableParallelism } from "node:os"
 import { formatProblems, loadConfig } from "../config/loadConfig.js"
 import * as Integrations from "../mailbox/Integrations.js"
+import { spoolDirectoryFor } from "../processing/bodySpool.js"
 import * as Decider from "../processing/Decider.js"
 import * as Supervisor from "../mailbox/Supervisor.js"
 import { configOption, eventLogLayer, ExitCode, loadOrExit } from "./shared.js"
@@ -76,7 +77,7 @@ export const run = Command.make("run", { config: configOption, once, watch: watc
     // more memory (the 50 MiB message of bench:large went over its limit). The short commands
     // always keep SQLite on the main thread: a thread costs more to start than they run.
     const layer = eventLogLayer(loaded.plan.database, { thread: availableParallelism() >= 4 ? "worker" : "main" })
-    const services = Layer.mergeAll(Integrations.live, Decider.workerPool(), layer)
+    const services = Layer.mergeAll(Integrations.live, Decider.workerPool({ spoolDirectory: spoolDirectoryFor(loaded.plan.database) }), layer)
     if (!once) return yield* daemon(config, watch).pipe(Effect.provide(services))
     const results = yield* Supervisor.runOnce(loaded.plan.mailboxes).pipe(Effect.provide(services))
     const unreached = results.filter((result) => !result.reached)

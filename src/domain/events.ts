@@ -32,10 +32,16 @@ export class MessageAccepted extends Schema.TaggedClass<MessageAccepted>()("Mess
   subject: Schema.String,
   date: Schema.NullOr(Schema.String),
   attachments: Schema.Array(AttachmentSummary),
-  /** The text body with CR LF line endings, as handed on to agents. */
+  /** The text body with CR LF line endings, as handed on to agents; "" when `bodySha256` is set. */
   body: Schema.String,
   /** sha256 of the whole message with CR LF line endings (equal to `sha256` when it had them). */
-  crlfSha256: Sha256
+  crlfSha256: Sha256,
+  /**
+   * Set when the body is over 1 MiB: it is then stored apart, as the blob with this sha256
+   * (UTF-8, CR LF line endings; `mailintake show <bodySha256>`), and `body` is "". A body that
+   * large would otherwise be held whole in memory on every read of the event.
+   */
+  bodySha256: Schema.optional(Sha256)
 }) {}
 
 export class MessageQuarantineRequested extends Schema.TaggedClass<MessageQuarantineRequested>()(

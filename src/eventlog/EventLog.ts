@@ -5,6 +5,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Clock, Context, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
+import { closeSync, openSync, readSync, rmSync } from "node:fs"
 import { type EventType, MailboxEvent, type StoredEvent } from "../domain/events.js"
 import { type MailboxState, evolve, emptyState } from "../domain/state.js"
 import * as Database from "./Database.js"
@@ -15,11 +16,26 @@ export class StreamVersionConflict extends Schema.TaggedError<StreamVersionConfl
   actual: Schema.Number
 }) {}
 
-/** A raw message to store with the events that name it. */
-export interface Blob {
+/** Bytes to store with the events that name them: a raw message, or a large text body. */
+export type Blob = BlobInMemory | SpooledBlob
+
+export interface BlobInMemory {
   readonly sha256: string
   readonly bytes: Uint8Array
 }
+
+/**
+ * Bytes in a file (a large text body in the parser's spool, src/processing/bodySpool.ts): read
+ * into the log a piece at a time inside the append's transaction, and the file deleted once the
+ * append has committed (kept when it failed, for the retry).
+ */
+export interface SpooledBlob {
+  readonly sha256: string
+  readonly path: string
+  readonly size: number
+}
+
+const isSpooled = (blob: Blob): blob is SpooledBlob => "path" in blob
 
 /** One stream's share of an append: the group commit writes several in one transaction. */
 export interface AppendRequest {
@@ -111,6 +127,13 @@ const HEARTBEAT_FLUSH = "5 seconds"
  * (disk full, read-only file, locked database): it becomes a SqlError, so that callers pause
  * and retry instead of crashing.
  */
+/** A file operation on a spooled blob; its failure (the file is gone, the disk failed) fails the append. */
+const spooledFile = <A>(blob: SpooledBlob, operation: () => A) =>
+  Effect.try({
+    try: operation,
+    catch: (cause) => new SqlError({ cause, message: `cannot read the spooled file ${blob.path}: ${cause instanceof Error ? cause.message : String(cause)}` })
+  })
+
 const committed = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
   Effect.catchAllDefect(transaction, (defect) =>
     Effect.fail(new SqlError({ cause: defect, message: `the event log could not commit: ${defect instanceof Error ? defect.message : String(defect)}` })))
@@ -118,9 +141,32 @@ const committed = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  /** Raw messages, content-addressed: a small one in one row, a large one in pieces. */
-  const insertBlobs = (blobs: ReadonlyArray<Blob>) =>
+  /** A spooled file into blob_chunks, a piece at a time (never whole in memory). */
+  const insertSpooled = (blob: SpooledBlob) =>
     Effect.gen(function*() {
+      const chunks = Math.ceil(blob.size / CHUNK_BYTES)
+      const inserted = yield* sql`INSERT INTO blobs ${
+        sql.insert({ sha256: blob.sha256, size: blob.size, content: Buffer.alloc(0), chunks })
+      } ON CONFLICT (sha256) DO NOTHING RETURNING sha256`
+      if (inserted.length === 0) return
+      const fd = yield* spooledFile(blob, () => openSync(blob.path, "r"))
+      yield* Effect.gen(function*() {
+        for (let seq = 0; seq < chunks; seq++) {
+          const piece = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, blob.size - seq * CHUNK_BYTES))
+          const read = yield* spooledFile(blob, () => readSync(fd, piece, 0, piece.length, seq * CHUNK_BYTES))
+          if (read !== piece.length) {
+            return yield* new SqlError({ message: `spooled file ${blob.path} is shorter than its ${blob.size} bytes` })
+          }
+          yield* sql`INSERT INTO blob_chunks ${sql.insert({ sha256: blob.sha256, seq, content: piece })}`
+        }
+      }).pipe(Effect.ensuring(Effect.sync(() => closeSync(fd))))
+    })
+
+  /** Raw messages, content-addressed: a small one in one row, a large one in pieces. */
+  const insertBlobs = (all: ReadonlyArray<Blob>) =>
+    Effect.gen(function*() {
+      for (const blob of all) if (isSpooled(blob)) yield* insertSpooled(blob)
+      const blobs = all.filter((blob): blob is BlobInMemory => !isSpooled(blob))
       const whole = blobs.filter((blob) => blob.bytes.byteLength <= CHUNKED_ABOVE).map((blob) => {
         const content = bufferOf(blob.bytes)
         return { sha256: blob.sha256, size: content.byteLength, content }
@@ -199,7 +245,12 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const at = new Date(yield* Clock.currentTimeMillis).toISOString()
       const appended = yield* committed(sql.withTransaction(Effect.forEach(requests, (request) => appendOne(request, at))))
-      for (const request of requests) request.blobs?.forEach(remember)
+      for (const request of requests) {
+        for (const blob of request.blobs ?? []) {
+          if (isSpooled(blob)) rmSync(blob.path, { force: true })
+          else remember(blob)
+        }
+      }
       return appended
     })
 
@@ -316,7 +367,7 @@ const make = Effect.gen(function*() {
   const forget = new FinalizationRegistry<string>((sha256) => {
     if (recent.get(sha256)?.deref() === undefined) recent.delete(sha256)
   })
-  const remember = (blob: Blob) => {
+  const remember = (blob: BlobInMemory) => {
     if (blob.bytes.byteLength <= CHUNKED_ABOVE || recent.get(blob.sha256)?.deref() !== undefined) return
     recent.set(blob.sha256, new WeakRef(blob.bytes))
     forget.register(blob.bytes, blob.sha256)

@@ -12,6 +12,7 @@
  */
 import { Clock, Duration, Effect, Fiber, Option, Random, Ref, Schedule } from "effect"
 import { createHash } from "node:crypto"
+import { rmSync } from "node:fs"
 import {
   MailboxConnected,
   MailboxConnectionFailed,
@@ -30,8 +31,10 @@ import { dedupKey, evolve, type InFlight, type MailboxState } from "../domain/st
 import { type Blob, EventLog, type EventLogError } from "../eventlog/EventLog.js"
 import type { Decision } from "../processing/decide.js"
 import { shareBatch } from "../memory/shareBatch.js"
+import { INLINE_BODY_MAX_BYTES } from "../processing/bodySpool.js"
 import { Decider } from "../processing/Decider.js"
 import { messageIdOf } from "../processing/messageId.js"
+import type { Summary } from "../processing/summaryFields.js"
 import { QuarantineSink } from "../quarantine/QuarantineSink.js"
 import { type Fetched, type Listed, type MailSession, MailSource, type MailSourceError } from "../sources/MailSource.js"
 import { HEALTHY_AFTER, reconnectDelay } from "./reconnect.js"
@@ -46,6 +49,31 @@ const PARSE_TIMEOUT_MILLIS = 30_000
 const QUARANTINE_RETRY_CAP = Duration.hours(1)
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
+
+/**
+ * Where an accepted message's body goes: in its event, or — over INLINE_BODY_MAX_BYTES — in a
+ * blob of its own that the event names (MessageAccepted's `bodySha256`). A spooled body is one
+ * already (bodySpool.ts); a body parsed as a string becomes one here.
+ */
+const bodyRecord = (summary: Summary): { readonly body: string; readonly bodySha256?: string; readonly blob?: Blob } => {
+  if (summary.spooledBody !== undefined) {
+    const { path, sha256, size } = summary.spooledBody
+    return { body: "", bodySha256: sha256, blob: { sha256, path, size } }
+  }
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: most bodies need no count.
+  if (summary.body.length * 3 <= INLINE_BODY_MAX_BYTES || Buffer.byteLength(summary.body, "utf8") <= INLINE_BODY_MAX_BYTES) {
+    return { body: summary.body }
+  }
+  const bytes = Buffer.from(summary.body, "utf8")
+  const sha256 = sha256Hex(bytes)
+  return { body: "", bodySha256: sha256, blob: { sha256, bytes } }
+}
+
+/** A spooled body that no event will name (a duplicate, a summary the event could not hold) is deleted now. */
+const discardSpooled = (decision: Decision | undefined) =>
+  Effect.sync(() => {
+    if (decision?._tag === "Accept" && decision.summary.spooledBody !== undefined) rmSync(decision.summary.spooledBody.path, { force: true })
+  })
 
 export interface PollReport {
   readonly listed: number
@@ -162,6 +190,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           const earlier = state.accepted.get(key) ?? acceptedNow.get(key)
           const decision = decisions.get(entry.ref)
           if (earlier !== undefined || decision === undefined) {
+            yield* discardSpooled(decision)
             events.push(new MessageDuplicateSkipped({
               ref: entry.ref,
               sha256: entry.sha256,
@@ -181,6 +210,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
           }
           const crlfSha256 = decision.crlf === raw ? entry.sha256 : sha256Hex(decision.crlf)
           const { summary } = decision
+          const body = bodyRecord(summary)
           let accepted: MessageAccepted
           try {
             accepted = new MessageAccepted({
@@ -193,10 +223,12 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
               subject: summary.subject,
               date: summary.date,
               attachments: summary.attachments,
-              body: summary.body,
-              crlfSha256
+              body: body.body,
+              crlfSha256,
+              ...(body.bodySha256 === undefined ? {} : { bodySha256: body.bodySha256 })
             })
           } catch (error) {
+            yield* discardSpooled(decision)
             // A summary the event cannot hold is a processing error of this message, never of
             // the mailbox: it goes to quarantine and the others go on.
             yield* Effect.logWarning(`message ${entry.ref} cannot be recorded as accepted; quarantining it`, error)
@@ -209,6 +241,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
             continue
           }
           if (crlfSha256 !== entry.sha256) blobs.push({ sha256: crlfSha256, bytes: decision.crlf })
+          if (body.blob !== undefined) blobs.push(body.blob)
           acceptedNow.set(key, entry.ref)
           events.push(accepted)
         }

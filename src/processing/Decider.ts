@@ -4,11 +4,12 @@
  * a hostile message: a parse that hangs or crashes its worker ends as `processing-error` for
  * that message, and the worker is replaced.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schedule } from "effect"
 import { existsSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
+import { defaultSpoolDirectory, sweepSpool } from "./bodySpool.js"
 import { type DecideOptions, type Decision, tooLarge } from "./Decision.js"
 import type { DecideReply, DecideRequest } from "./parserWorker.js"
 
@@ -45,13 +46,33 @@ const warnIfFailed = (decision: Decision) =>
     : Effect.void
 
 /** The Effect form of `decideMessage`. */
-export const decide = (raw: Uint8Array, options: DecideOptions): Effect.Effect<Decision> =>
-  Effect.promise(() => loadCore().then(({ decideMessage }) => decideMessage(raw, options))).pipe(Effect.tap(warnIfFailed))
+export const decide = (raw: Uint8Array, options: DecideOptions, spoolDirectory?: string): Effect.Effect<Decision> =>
+  Effect.promise(() => loadCore().then(({ decideMessage }) => decideMessage(raw, options, { spoolDirectory }))).pipe(
+    Effect.tap(warnIfFailed)
+  )
+
+/**
+ * Deletes the spooled bodies nobody will take (bodySpool.ts, `sweepSpool`): left by a process
+ * that ended, or by an append that failed. At start, then every few minutes.
+ */
+const spoolJanitor = (directory: string) =>
+  Effect.sync(() => sweepSpool(directory)).pipe(
+    Effect.tap((removed) => removed > 0 ? Effect.logInfo(`removed ${removed} spooled message bodies left behind in ${directory}`) : Effect.void),
+    Effect.repeat(Schedule.spaced("10 minutes")),
+    Effect.forkScoped
+  )
 
 /** On the calling thread, one message after the other. */
-export const inline = Layer.succeed(Decider, {
-  decideAll: (raws, options) => Effect.forEach(raws, (raw) => decide(raw, options))
-})
+export const inlineIn = (spoolDirectory: string): Layer.Layer<Decider> =>
+  Layer.scoped(
+    Decider,
+    Effect.as(spoolJanitor(spoolDirectory), {
+      decideAll: (raws, options) => Effect.forEach(raws, (raw) => decide(raw, options, spoolDirectory))
+    })
+  )
+
+/** `inlineIn` the default spool directory. */
+export const inline: Layer.Layer<Decider> = Layer.suspend(() => inlineIn(defaultSpoolDirectory()))
 
 const processingError = (detail: string): Decision => ({ _tag: "Quarantine", reason: "processing-error", detail })
 
@@ -80,7 +101,7 @@ class PoolWorker {
   /** Messages in requests not answered yet (what "least busy" compares). */
   load = 0
 
-  constructor(private readonly script: URL) {}
+  constructor(private readonly script: URL, private readonly spoolDirectory: string) {}
 
   private spawn(): Worker {
     // A small young generation: a parse's garbage is short-lived, and with V8's default (up to
@@ -138,7 +159,7 @@ class PoolWorker {
       this.pending.set(id, { raws, resolve, timer: this.hangTimer(options.parseTimeoutMillis), timeoutMillis: options.parseTimeoutMillis })
       this.load += raws.length
       this.worker ??= this.spawn()
-      this.worker.postMessage({ id, raws: raws.map(forWorker), options } satisfies DecideRequest)
+      this.worker.postMessage({ id, raws: raws.map(forWorker), options, spoolDirectory: this.spoolDirectory } satisfies DecideRequest)
     })
   }
 
@@ -178,15 +199,21 @@ export const defaultPoolSize = () => Math.max(1, Math.min(4, availableParallelis
 /**
  * A pool of `size` workers: a batch is shared out among them, each share as one request to the
  * least busy worker. Falls back to `inline` when the compiled worker script is not there
- * (running from sources).
+ * (running from sources). Large text bodies are spooled in `spoolDirectory`.
  */
-export const workerPool = (size = defaultPoolSize(), workerScript = compiledWorker): Layer.Layer<Decider> =>
+export const workerPool = ({ size = defaultPoolSize(), workerScript = compiledWorker, spoolDirectory = defaultSpoolDirectory() }: {
+  readonly size?: number
+  /** The compiled parserWorker.js (a test runs one that misbehaves). */
+  readonly workerScript?: URL
+  readonly spoolDirectory?: string
+} = {}): Layer.Layer<Decider> =>
   existsSync(fileURLToPath(workerScript))
     ? Layer.scoped(
       Decider,
       Effect.gen(function*() {
+        yield* spoolJanitor(spoolDirectory)
         const workers = yield* Effect.acquireRelease(
-          Effect.sync(() => Array.from({ length: size }, () => new PoolWorker(workerScript))),
+          Effect.sync(() => Array.from({ length: size }, () => new PoolWorker(workerScript, spoolDirectory))),
           (workers) => Effect.promise(() => Promise.all(workers.map((worker) => worker.close())))
         )
         const leastBusy = () => workers.reduce((best, worker) => (worker.load < best.load ? worker : best))
@@ -211,4 +238,4 @@ export const workerPool = (size = defaultPoolSize(), workerScript = compiledWork
         }
       })
     )
-    : inline
+    : inlineIn(spoolDirectory)

@@ -7,6 +7,7 @@
  * worker threads load, and each of them then stays small (no second copy of Effect).
  */
 import { classify } from "../domain/classify.js"
+import { defaultSpoolDirectory } from "./bodySpool.js"
 import { toCrlf } from "./crlf.js"
 import { type DecideOptions, type Decision, tooLarge } from "./Decision.js"
 import { summarize } from "./summarize.js"
@@ -26,8 +27,14 @@ const deadline = (millis: number) => {
   return { promise, clear: () => clearTimeout(timer) }
 }
 
-/** `collectGarbage`: collect garbage during a large message's parse (the parser worker; see `summarize`). */
-export const decideMessage = async (raw: Uint8Array, options: DecideOptions, collectGarbage?: boolean): Promise<Decision> => {
+/** Where the parse runs: a parser worker collects garbage during a large message (see `summarize`). */
+export interface DecideContext {
+  readonly collectGarbage?: boolean
+  /** Where a large message's text body is spooled (bodySpool.ts); default `defaultSpoolDirectory()`. */
+  readonly spoolDirectory?: string
+}
+
+export const decideMessage = async (raw: Uint8Array, options: DecideOptions, context: DecideContext = {}): Promise<Decision> => {
   const timer = deadline(options.parseTimeoutMillis)
   try {
     const large = tooLarge(raw, options)
@@ -35,7 +42,14 @@ export const decideMessage = async (raw: Uint8Array, options: DecideOptions, col
     const verdict = classify(raw, { quarantineListMail: options.quarantineListMail })
     if (verdict._tag === "Quarantine") return { _tag: "Quarantine", reason: verdict.reason, detail: verdict.detail }
     // The deadline also stops the parser, so a message over its time leaves nothing running.
-    const summary = await Promise.race([summarize(raw, timer.promise, collectGarbage), timer.promise])
+    const summary = await Promise.race([
+      summarize(raw, {
+        stop: timer.promise,
+        collectGarbage: context.collectGarbage,
+        spoolDirectory: context.spoolDirectory ?? defaultSpoolDirectory()
+      }),
+      timer.promise
+    ])
     return { _tag: "Accept", summary, crlf: toCrlf(raw) }
   } catch (error) {
     return { _tag: "Quarantine", reason: "processing-error", detail: oneLine(error instanceof Error ? `${error.name}: ${error.message}` : String(error)) }

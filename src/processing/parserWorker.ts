@@ -13,6 +13,8 @@ export interface DecideRequest {
   readonly id: number
   readonly raws: ReadonlyArray<Uint8Array>
   readonly options: DecideOptions
+  /** Where large text bodies are spooled (bodySpool.ts). */
+  readonly spoolDirectory: string
 }
 
 /** A decision as it travels back: an accepted message's CR LF form only when it is not the message itself. */
@@ -35,8 +37,8 @@ parentPort?.on("message", (request: DecideRequest) => {
     const started = Date.now()
     const decisions: Array<SentDecision> = []
     for (const raw of request.raws) {
-      // true: a large message's parse collects garbage every few megabytes (src/memory/collectGarbage.ts).
-      const decision = await decideMessage(raw, request.options, true)
+      // A large message's parse collects garbage every few megabytes (src/memory/collectGarbage.ts).
+      const decision = await decideMessage(raw, request.options, { collectGarbage: true, spoolDirectory: request.spoolDirectory })
       // The CR LF copy travels back only when it differs from the original (shared, not copied,
       // when the original was on a SharedArrayBuffer).
       decisions.push(decision._tag === "Accept" && decision.crlf === raw ? { _tag: "Accept", summary: decision.summary } : decision)

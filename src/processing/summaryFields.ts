@@ -4,6 +4,7 @@
  * path for common shapes (quickSummary.ts).
  */
 import type { AddressObject, HeaderValue } from "mailparser"
+import type { SpooledBody } from "./bodySpool.js"
 
 export interface Summary {
   readonly messageId: string
@@ -13,7 +14,10 @@ export interface Summary {
   readonly subject: string
   readonly date: string | null
   readonly attachments: ReadonlyArray<{ readonly filename: string; readonly contentType: string; readonly size: number }>
+  /** The text body with CR LF line endings; "" when it is spooled. */
   readonly body: string
+  /** A large message's large body, left in the spool for the event log (bodySpool.ts). */
+  readonly spooledBody?: SpooledBody
 }
 
 // mailparser's fields are not always what its types say (a part with an empty Content-Type

@@ -8,6 +8,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Option, Schema, Stream, TestClock } from "effect"
 import { createHash, randomBytes } from "node:crypto"
+import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import {
   ConfigurationApplied,
@@ -139,8 +140,11 @@ const sampleEvents = () => {
 
 describe("the Schema encoding", () => {
   it("the stored payload is the Schema encoding of every event type", () => {
+    const { message } = sampleEvents()
     const events = [
       ...sampleEvents().events,
+      // A large body is stored apart and named.
+      new MessageAccepted({ ...message, body: "", bodySha256: "a".repeat(64) }),
       new ConfigurationApplied({ hash: "h", summary: "1 mailbox", started: ["a"], restarted: [], stopped: ["b"], refused: [] })
     ]
     expect(new Set(events.map((event) => event._tag))).toEqual(new Set(EVENT_TYPES))
@@ -316,6 +320,30 @@ describe.each(threads)("on the %s", (_thread, options) => {
         expect(result._tag).toBe("Left")
         expect(String((result as { left: { message: string } }).left.message)).toMatch(/incomplete/)
       }).pipe(Effect.scoped))
+
+    it.effect("a spooled file (a large text body) is read in pieces in the append, and deleted once committed — kept when the append fails", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog
+        const dir = yield* tempDir
+        const body = Buffer.from("a line of a long text body\r\n".repeat(100_000))
+        const path = join(dir, "body")
+        writeFileSync(path, body)
+        const blob = { sha256: sha256(body), path, size: body.length }
+        // A conflict fails the append: nothing is stored and the file stays for the retry.
+        const failed = yield* log.append({ stream: "a", expectedVersion: 5, events: [retrieved("1", "s")], blobs: [blob] }).pipe(Effect.either)
+        expect(failed._tag).toBe("Left")
+        expect(existsSync(path)).toBe(true)
+        expect(yield* count("SELECT count(*) AS n FROM blob_chunks")).toBe(0)
+        yield* log.append({ stream: "a", expectedVersion: 0, events: [retrieved("1", "s")], blobs: [blob] })
+        expect(existsSync(path)).toBe(false)
+        expect(yield* count("SELECT count(*) AS n FROM blob_chunks WHERE sha256 = ?", blob.sha256)).toBe(Math.ceil(body.length / (1024 * 1024)))
+        const stored = Option.getOrThrow(yield* log.blob(blob.sha256))
+        expect(Buffer.compare(Buffer.from(stored), body)).toBe(0)
+        // A file that is not there any more fails the append as a storage error, and writes nothing.
+        const missing = yield* log.append({ stream: "a", expectedVersion: 1, events: [retrieved("2", "t")], blobs: [{ sha256: "b".repeat(64), path, size: 10 }] }).pipe(Effect.either)
+        expect(missing._tag === "Left" ? missing.left.message : "appended").toMatch(/cannot read the spooled file/)
+        expect(yield* count("SELECT count(*) AS n FROM blobs WHERE sha256 = ?", "b".repeat(64))).toBe(0)
+      }).pipe(Effect.scoped, Effect.provide(freshLog)))
 
     it.effect("are kept once when the same sha256 is stored twice", () =>
       Effect.gen(function*() {

@@ -12,7 +12,7 @@ import * as samples from "../support/quarantineSamples.js"
 
 /** The compiled worker (worker threads load JavaScript, not the TypeScript sources). */
 const compiledWorker = new URL("../../dist/processing/parserWorker.js", import.meta.url)
-const workerPool = (size: number) => Decider.workerPool(size, compiledWorker)
+const workerPool = (size: number) => Decider.workerPool({ size, workerScript: compiledWorker })
 
 const options = { maxMessageBytes: 50_000_000, quarantineListMail: false, parseTimeoutMillis: 30_000 }
 
@@ -72,5 +72,5 @@ describe("the parser pool", () => {
       expect(decisions[0]!._tag === "Accept" && decisions[0]!.crlf === raws[0]).toBe(true)
       const [after] = yield* decider.decideAll([Buffer.from("four\nbody")], options)
       expect(after).toMatchObject({ _tag: "Accept", summary: { subject: "four" } })
-    }).pipe(Effect.provide(Decider.workerPool(1, new URL("../support/misbehavingParserWorker.mjs", import.meta.url)))))
+    }).pipe(Effect.provide(Decider.workerPool({ size: 1, workerScript: new URL("../support/misbehavingParserWorker.mjs", import.meta.url) }))))
 })

@@ -5,9 +5,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { type AddressObject, simpleParser } from "mailparser"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { INLINE_BODY_MAX_BYTES } from "../../src/processing/bodySpool.js"
 import { decideMessage } from "../../src/processing/decide.js"
 import { textToCrlf } from "../../src/processing/crlf.js"
-import { summarize } from "../../src/processing/summarize.js"
+import { summarize, summarizeWithMailparser } from "../../src/processing/summarize.js"
 import { headerDate, type Summary } from "../../src/processing/summaryFields.js"
 import {
   bareLfMessage,
@@ -19,6 +23,8 @@ import {
   plainMessage
 } from "../support/messages.js"
 import * as samples from "../support/quarantineSamples.js"
+import { prng, randomMessage } from "../support/randomMime.js"
+import { hostileCorpus } from "../torture/lib/hostile.js"
 
 const options = { maxMessageBytes: 50_000_000, quarantineListMail: false, parseTimeoutMillis: 30_000 }
 
@@ -102,6 +108,62 @@ describe("the streaming summary", () => {
     const summary = await summarize(largeMessage(8, 5 * 1024 * 1024))
     expect(summary.attachments).toHaveLength(1)
     expect(summary.attachments[0]!.size).toBe(Math.ceil((5 * 1024 * 1024) / 78) * 57)
+  })
+})
+
+describe("a spooled body (text parts written to a file as they are decoded)", () => {
+  const spoolDirectory = mkdtempSync(join(tmpdir(), "mailintake-summarize-spool-"))
+
+  /** The summary with every text part spooled (as for a large message), its body read back from a file when it stayed one. */
+  const spooledSummary = async (raw: Uint8Array) => {
+    const summary = await summarizeWithMailparser(raw, { spoolDirectory, spoolFrom: 0 })
+    if (summary.spooledBody === undefined) return summary
+    const { spooledBody, ...rest } = summary
+    const body = readFileSync(spooledBody.path, "utf8")
+    rmSync(spooledBody.path)
+    return { ...rest, body }
+  }
+  const expectSame = async (label: string, raw: Buffer) => {
+    const spooled = await spooledSummary(raw).catch((error) => `error: ${error}`)
+    const kept = await summarizeWithMailparser(raw).catch((error) => `error: ${error}`)
+    if (JSON.stringify(spooled) !== JSON.stringify(kept)) {
+      expect({ label, spooled, raw: raw.toString("latin1").slice(0, 4000) }).toEqual({ label, spooled: kept, raw: raw.toString("latin1").slice(0, 4000) })
+    }
+  }
+
+  it("is the summary mailparser gives with the text kept, on the messages above and hostile ones", async () => {
+    for (const [label, raw] of messages) await expectSame(label, raw)
+    for (const [i, message] of hostileCorpus(prng(12), 150, { heavy: false }).entries()) {
+      await expectSame(`hostile ${i} (${message.kind})`, Buffer.from(message.bytes))
+    }
+    expect(readdirSync(spoolDirectory)).toEqual([])
+  })
+
+  it("is the summary mailparser gives with the text kept, on random MIME trees (HTML turned into text, embedded messages, charsets, flowed text)", async () => {
+    const r = prng(20261128)
+    for (let i = 0; i < 1500; i++) await expectSame(`random ${i}`, randomMessage(r, i))
+    expect(readdirSync(spoolDirectory)).toEqual([])
+  }, 120_000)
+
+  it("stays a file when it is over INLINE_BODY_MAX_BYTES, and only then", async () => {
+    const text = (bytes: number) =>
+      Buffer.from(`Subject: long\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${"é and some text to make a line\n".repeat(Math.ceil(bytes / 33))}`)
+    const large = await summarizeWithMailparser(text(INLINE_BODY_MAX_BYTES + 100), { spoolDirectory, spoolFrom: 0 })
+    expect(large.body).toBe("")
+    expect(large.spooledBody?.size).toBeGreaterThan(INLINE_BODY_MAX_BYTES)
+    expect(readFileSync(large.spooledBody!.path, "utf8")).toBe((await summarizeWithMailparser(text(INLINE_BODY_MAX_BYTES + 100))).body)
+    rmSync(large.spooledBody!.path)
+    const small = await summarizeWithMailparser(text(INLINE_BODY_MAX_BYTES - 1000), { spoolDirectory, spoolFrom: 0 })
+    expect(small.spooledBody).toBeUndefined()
+    expect(small.body.length).toBeGreaterThan(INLINE_BODY_MAX_BYTES / 2)
+    expect(readdirSync(spoolDirectory)).toEqual([])
+  })
+
+  it("leaves nothing in the spool when the parse is stopped", async () => {
+    const decision = await decideMessage(largeMessage(13, 5 * 1024 * 1024), { ...options, parseTimeoutMillis: 1 }, { spoolDirectory })
+    expect(decision).toMatchObject({ _tag: "Quarantine", reason: "processing-error" })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(readdirSync(spoolDirectory)).toEqual([])
   })
 })
 
