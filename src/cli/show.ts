@@ -1,11 +1,11 @@
-/** `mailintake show SHA256`: the stored raw message, byte for byte, on stdout. */
+/** `mailintake show SHA256`: a stored raw message (or large text body), byte for byte, on stdout. */
 import { Args, Command } from "@effect/cli"
 import { Effect, Option } from "effect"
 import { EventLog } from "../eventlog/EventLog.js"
 import { configOption, ExitCode, withEventLog } from "./shared.js"
 
 const sha256 = Args.text({ name: "SHA256" }).pipe(
-  Args.withDescription("the sha256 of a stored message (from `events`: sha256, or crlfSha256 for the CR LF form)")
+  Args.withDescription("the sha256 of a stored message (from `events`: sha256, or crlfSha256 for the CR LF form), or a large text body's bodySha256")
 )
 
 export const show = Command.make("show", { config: configOption, sha256 }, ({ config, sha256 }) =>

@@ -37,7 +37,7 @@ export class MessageAccepted extends Schema.TaggedClass<MessageAccepted>()("Mess
   /** sha256 of the whole message with CR LF line endings (equal to `sha256` when it had them). */
   crlfSha256: Sha256,
   /**
-   * Set when the body is over 1 MiB: it is then stored apart, as the blob with this sha256
+   * Set when the body is over 4 MiB: it is then stored apart, as the blob with this sha256
    * (UTF-8, CR LF line endings; `mailintake show <bodySha256>`), and `body` is "". A body that
    * large would otherwise be held whole in memory on every read of the event.
    */

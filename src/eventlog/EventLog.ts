@@ -150,9 +150,12 @@ const make = Effect.gen(function*() {
       } ON CONFLICT (sha256) DO NOTHING RETURNING sha256`
       if (inserted.length === 0) return
       const fd = yield* spooledFile(blob, () => openSync(blob.path, "r"))
+      // One buffer for every piece: the statement copies what it binds, and a new megabyte a
+      // piece was garbage outside the heap that V8 collected only tens of megabytes later.
+      const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, blob.size))
       yield* Effect.gen(function*() {
         for (let seq = 0; seq < chunks; seq++) {
-          const piece = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, blob.size - seq * CHUNK_BYTES))
+          const piece = buffer.subarray(0, Math.min(CHUNK_BYTES, blob.size - seq * CHUNK_BYTES))
           const read = yield* spooledFile(blob, () => readSync(fd, piece, 0, piece.length, seq * CHUNK_BYTES))
           if (read !== piece.length) {
             return yield* new SqlError({ message: `spooled file ${blob.path} is shorter than its ${blob.size} bytes` })

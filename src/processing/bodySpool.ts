@@ -29,8 +29,13 @@ import { textToCrlf } from "./crlf.js"
 /** A message this large has its text parts spooled (below it, the body is a string anyway). */
 export const STREAM_BODY_FROM_BYTES = 4 * 1024 * 1024
 
-/** A text body larger than this (UTF-8 bytes) is stored apart from its event. */
-export const INLINE_BODY_MAX_BYTES = 1024 * 1024
+/**
+ * A text body larger than this (UTF-8 bytes) is stored apart from its event. As large as memory
+ * allows: held as a string, a body costs some five times its size on its way into the log (the
+ * worker's string, its copy to the main thread, the event's JSON, SQLite's copy), and a message
+ * under STREAM_BODY_FROM_BYTES keeps its body in the event whatever its shape.
+ */
+export const INLINE_BODY_MAX_BYTES = 4 * 1024 * 1024
 
 /**
  * The largest HTML part of a spooled message that is turned into text. html-to-text builds a
@@ -150,9 +155,12 @@ export class BodySpool {
       mkdirSync(this.directory, { recursive: true })
       this.fd = openSync(this.partsPath, "w+")
     }
-    const bytes = Buffer.from(text, "utf8")
-    writeAll(this.fd, bytes)
-    this.written += bytes.length
+    // Written as a string: Node encodes it into a buffer it frees at once, where a Buffer of our
+    // own would be garbage outside the heap until the next full collection.
+    const size = Buffer.byteLength(text, "utf8")
+    const written = writeSync(this.fd, text, null, "utf8")
+    if (written !== size) throw new Error(`the spool took ${written} of ${size} bytes (disk full?)`)
+    this.written += size
   }
 
   /** A text/plain part (or a delivery report), written as it is decoded. */
