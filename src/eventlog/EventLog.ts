@@ -447,7 +447,32 @@ const make = Effect.gen(function*() {
     sql<{ stream: string; last_poll_at: string }>`SELECT stream, last_poll_at FROM mailbox_heartbeats`
   ).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.stream, new Date(row.last_poll_at)]))))
 
-  return { append, appendAll, appendAtEnd, read, readStream, replay, streams, blob, recordPoll, notePoll, lastPolls } as const
+  /**
+   * That `run` (one run of a mailbox actor) starts the decision on a message retrieved before;
+   * in how many runs that has now happened (migrations/0004_decision_attempts.sql). Durable
+   * before it returns.
+   */
+  const noteDecisionAttempt = (stream: string, ref: string, sha256: string, run: string) =>
+    sql<{ attempts: number }>`INSERT INTO decision_attempts ${sql.insert({ stream, ref, sha256, attempts: 1, run })}
+      ON CONFLICT (stream, ref, sha256) DO UPDATE SET
+        attempts = decision_attempts.attempts + CASE WHEN decision_attempts.run = excluded.run THEN 0 ELSE 1 END,
+        run = excluded.run
+      RETURNING attempts`.pipe(Effect.map((rows) => Number(rows[0]!.attempts)))
+
+  return {
+    append,
+    appendAll,
+    appendAtEnd,
+    read,
+    readStream,
+    replay,
+    streams,
+    blob,
+    recordPoll,
+    notePoll,
+    lastPolls,
+    noteDecisionAttempt
+  } as const
 })
 
 export class EventLog extends Context.Tag("mailintake/EventLog")<EventLog, Effect.Effect.Success<typeof make>>() {

@@ -11,7 +11,7 @@
  * group commit that keeps the log durable without an fsync per message.
  */
 import { Clock, Duration, Effect, Fiber, Option, Random, Ref, Schedule } from "effect"
-import { createHash } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import { rmSync } from "node:fs"
 import {
   MailboxConnected,
@@ -45,6 +45,13 @@ const BATCH_BYTES = 32 * 1024 * 1024
 /** Assumed size of a message whose size the server does not report. */
 const UNKNOWN_SIZE = 1024 * 1024
 const PARSE_TIMEOUT_MILLIS = 30_000
+/**
+ * How many later runs of the mailbox (a restart of the daemon, or of the mailbox's fiber) decide
+ * again a message retrieved and not yet decided. With the first, that makes
+ * DECISION_ATTEMPTS_AFTER_RESTART + 1 tries; when the mailbox stopped during each, the message
+ * is quarantined as processing-error without being parsed, and the mailbox goes on.
+ */
+const DECISION_ATTEMPTS_AFTER_RESTART = 2
 /** Longest wait between two attempts to forward the same message to quarantine. */
 const QUARANTINE_RETRY_CAP = Duration.hours(1)
 
@@ -130,7 +137,7 @@ export const quarantineRetryDue = (entry: InFlight, pollSeconds: number): number
  * The mailbox's processing logic, bound to its state. The state is loaded by replaying the
  * mailbox's stream and then kept current by folding every event this actor appends.
  */
-const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
+const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId: string) =>
   Effect.gen(function*() {
     const log = yield* EventLog
     const sink = yield* QuarantineSink
@@ -371,7 +378,22 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>) =>
         const state = yield* Ref.get(stateRef)
         const entries = [...state.inFlight.values()]
         const unclassified = entries.filter((entry) => entry.stage === "retrieved")
+        // One at a time, each attempt counted first: a message that takes the daemon down while
+        // it is decided takes only itself to quarantine, not the ones retrieved with it.
         for (const entry of unclassified) {
+          const attempts = yield* log.noteDecisionAttempt(plan.id, entry.ref, entry.sha256, runId)
+          if (attempts > DECISION_ATTEMPTS_AFTER_RESTART) {
+            yield* Effect.logWarning(
+              `message ${entry.ref} was being processed when the mailbox stopped, ${DECISION_ATTEMPTS_AFTER_RESTART + 1} times over; quarantining it without parsing`
+            )
+            yield* emit([new MessageQuarantineRequested({
+              ref: entry.ref,
+              sha256: entry.sha256,
+              reason: "processing-error",
+              detail: `the mailbox stopped ${DECISION_ATTEMPTS_AFTER_RESTART + 1} times while this message was being processed (the daemon crashed, ran out of memory or was killed, or the mailbox failed); not parsed again`
+            })])
+            continue
+          }
           const raw = yield* log.blob(entry.sha256)
           if (Option.isNone(raw)) {
             return yield* Effect.dieMessage(`raw message ${entry.sha256} of ${entry.ref} is missing from the log`)
@@ -578,7 +600,8 @@ export const run = (plan: MailboxPlan, options: RunOptions) =>
     const log = yield* EventLog
     const source = yield* MailSource
     const stateRef = yield* Ref.make(yield* log.replay(plan.id))
-    const processor = yield* makeProcessor(plan, stateRef)
+    // This run, as the decision attempts on messages retrieved before count it.
+    const processor = yield* makeProcessor(plan, stateRef, randomUUID())
     const reached = yield* Ref.make(false)
 
     // MailboxConnected is a change of state: written on the first session of this process and

@@ -57,10 +57,10 @@ export const spoolDirectoryFor = (database: string): string =>
   database === ":memory:" || database === "" ? defaultSpoolDirectory() : join(dirname(database), `${basename(database)}.spool`)
 
 /**
- * Without an event log on disk: under the temporary directory. (Debian keeps /tmp in memory
- * from version 13 on; a daemon spools beside its database instead.)
+ * Without an event log on disk: under the temporary directory, one directory per user (Debian
+ * keeps /tmp in memory from version 13 on; a daemon spools beside its database instead).
  */
-export const defaultSpoolDirectory = (): string => join(tmpdir(), "mailintake-spool")
+export const defaultSpoolDirectory = (): string => join(tmpdir(), `mailintake-spool-${process.getuid?.() ?? "user"}`)
 
 /** A spooled file older than this is nobody's any more (its append failed or its batch stopped). */
 const STALE_AFTER_MILLIS = 60 * 60 * 1000

@@ -345,6 +345,18 @@ describe.each(threads)("on the %s", (_thread, options) => {
         expect(yield* count("SELECT count(*) AS n FROM blobs WHERE sha256 = ?", "b".repeat(64))).toBe(0)
       }).pipe(Effect.scoped, Effect.provide(freshLog)))
 
+    it.effect("noteDecisionAttempt counts the runs that started a decision, not the retries within one", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog
+        expect(yield* log.noteDecisionAttempt("a", "1", "s", "run-1")).toBe(1)
+        expect(yield* log.noteDecisionAttempt("a", "1", "s", "run-1")).toBe(1)
+        expect(yield* log.noteDecisionAttempt("a", "1", "s", "run-2")).toBe(2)
+        expect(yield* log.noteDecisionAttempt("a", "1", "s", "run-3")).toBe(3)
+        // Another message, or the same ref in another mailbox, counts on its own.
+        expect(yield* log.noteDecisionAttempt("a", "1", "other", "run-3")).toBe(1)
+        expect(yield* log.noteDecisionAttempt("b", "1", "s", "run-3")).toBe(1)
+      }).pipe(Effect.provide(freshLog)))
+
     it.effect("are kept once when the same sha256 is stored twice", () =>
       Effect.gen(function*() {
         const log = yield* EventLog
