@@ -128,7 +128,9 @@ export const killLoop = async (ctx: TortureContext, options: KillLoopOptions): P
         moment = "at a random time after start-up"
         await Promise.race([sleep(delay), daemon.exited])
       } else {
-        const kind = rng.pick(["MessageRetrieved", "terminal", "MessageRemoved"] as const)
+        // POP3 removes a whole poll's messages at its QUIT: waiting for MessageRemoved there is
+        // waiting for the mailbox to be drained.
+        const kind = rng.pick(options.protocol === "pop3" ? ["MessageRetrieved", "terminal"] as const : ["MessageRetrieved", "terminal", "MessageRemoved"] as const)
         const current = () => {
           const counts = countByType(database)
           return kind === "terminal" ? terminalCount(counts) : counts.get(kind) ?? 0
