@@ -379,7 +379,10 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId
         const entries = [...state.inFlight.values()]
         const unclassified = entries.filter((entry) => entry.stage === "retrieved")
         // One at a time, each attempt counted first: a message that takes the daemon down while
-        // it is decided takes only itself to quarantine, not the ones retrieved with it.
+        // it is decided takes only itself to quarantine, not the ones retrieved with it. The
+        // parser is loaded before the first count, so that a restart that is stopped again while
+        // it loads (a kill loop, an impatient operator) does not count against the first message.
+        if (unclassified.length > 0) yield* decider.warmUp
         for (const entry of unclassified) {
           const attempts = yield* log.noteDecisionAttempt(plan.id, entry.ref, entry.sha256, runId)
           if (attempts > DECISION_ATTEMPTS_AFTER_RESTART) {

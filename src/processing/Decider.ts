@@ -37,6 +37,8 @@ const forWorker = (raw: Uint8Array): Uint8Array => {
 export class Decider extends Context.Tag("mailintake/Decider")<Decider, {
   /** The decisions for these messages, in order. Never fails. */
   readonly decideAll: (raws: ReadonlyArray<Uint8Array>, options: DecideOptions) => Effect.Effect<ReadonlyArray<Decision>>
+  /** Loads the parser now (starts a worker), so that the next decision does not wait for it. */
+  readonly warmUp: Effect.Effect<void>
 }>() {}
 
 /** A message that could not be processed is quarantined; the log says why. */
@@ -67,7 +69,8 @@ export const inlineIn = (spoolDirectory: string): Layer.Layer<Decider> =>
   Layer.scoped(
     Decider,
     Effect.as(spoolJanitor(spoolDirectory), {
-      decideAll: (raws, options) => Effect.forEach(raws, (raw) => decide(raw, options, spoolDirectory))
+      decideAll: (raws, options) => Effect.forEach(raws, (raw) => decide(raw, options, spoolDirectory)),
+      warmUp: Effect.asVoid(Effect.promise(loadCore))
     })
   )
 
@@ -231,6 +234,10 @@ export const workerPool = ({ size = defaultPoolSize(), workerScript = compiledWo
           return decisions as ReadonlyArray<Decision>
         }
         return {
+          // An empty request: the worker starts (loading the parser) and answers.
+          warmUp: Effect.promise(() => leastBusy().decide([], { maxMessageBytes: 0, quarantineListMail: false, parseTimeoutMillis: 60_000 })).pipe(
+            Effect.asVoid
+          ),
           decideAll: (raws, options) =>
             Effect.promise(() => decideAll(raws, options)).pipe(Effect.tap((decisions) =>
               Effect.forEach(decisions.filter((decision) => decision._tag === "Quarantine"), warnIfFailed)

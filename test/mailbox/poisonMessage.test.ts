@@ -27,7 +27,8 @@ const crashingDecider = Layer.succeed(Decider.Decider, {
   decideAll: (raws, options) =>
     raws.some(isPoison)
       ? Effect.dieMessage("simulated crash while deciding the poison message")
-      : Effect.forEach(raws, (raw) => Decider.decide(raw, options))
+      : Effect.forEach(raws, (raw) => Decider.decide(raw, options)),
+  warmUp: Effect.void
 })
 
 describe("a message that stops its mailbox while it is decided", () => {
