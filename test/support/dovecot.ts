@@ -247,6 +247,13 @@ function uniqueName(): string {
   return `${secs}.M${micros}P${process.pid}Q${++sequence}.mailintake`;
 }
 
+/** Dovecot's virtual size: the size with every LF not preceded by CR counted as CR LF. */
+function virtualSize(data: Uint8Array): number {
+  let size = data.byteLength;
+  for (let i = 0; i < data.length; i++) if (data[i] === 0x0a && (i === 0 || data[i - 1] !== 0x0d)) size++;
+  return size;
+}
+
 function folderDir(maildir: string, folder: string): string {
   if (folder.toUpperCase() === "INBOX") return maildir;
   // Maildir++: every folder is a dot-directory directly under the Maildir
@@ -590,12 +597,14 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
       const jobs = messages.map((m) => ({ data: typeof m === "string" ? Buffer.from(m, "utf8") : m, name: uniqueName() }));
       const deliver = async ({ data, name }: { data: Uint8Array; name: string }) => {
         // Write to tmp/ and rename into cur/ so Dovecot never sees a partial
-        // file. S=<size> gives Dovecot the size without a stat; ":2," means
-        // no flags (unread).
+        // file. S=<size> gives Dovecot the size without a stat, and W=<size>
+        // the size with CR LF line endings (what IMAP reports as RFC822.SIZE
+        // and SEARCH LARGER compares) without reading the file, as Dovecot's
+        // own delivery writes them; ":2," means no flags (unread).
         const tmp = path.join(target, "tmp", name);
         await fsp.writeFile(tmp, data, { mode: 0o600 });
         await fsp.chown(tmp, MAIL_UID, MAIL_GID);
-        await fsp.rename(tmp, path.join(target, "cur", `${name},S=${data.byteLength}:2,`));
+        await fsp.rename(tmp, path.join(target, "cur", `${name},S=${data.byteLength},W=${virtualSize(data)}:2,`));
       };
       const concurrency = 32;
       for (let i = 0; i < jobs.length; i += concurrency) {
