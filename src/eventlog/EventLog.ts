@@ -1,6 +1,7 @@
 /**
  * The append-only event log over SqlClient: append with an expected stream version, reads by
- * stream, position, type and time, the content-addressed raw messages, and replay.
+ * stream, position, type and time, the content-addressed raw messages (and large text bodies),
+ * and replay.
  */
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
@@ -122,11 +123,6 @@ const REPLAY_PAGE = 20_000
 /** How often the last-poll times are written: one transaction for every mailbox's polls. */
 const HEARTBEAT_FLUSH = "5 seconds"
 
-/**
- * @effect/sql turns a failed COMMIT into a defect. For the log that is an expected failure
- * (disk full, read-only file, locked database): it becomes a SqlError, so that callers pause
- * and retry instead of crashing.
- */
 /** A file operation on a spooled blob; its failure (the file is gone, the disk failed) fails the append. */
 const spooledFile = <A>(blob: SpooledBlob, operation: () => A) =>
   Effect.try({
@@ -134,6 +130,11 @@ const spooledFile = <A>(blob: SpooledBlob, operation: () => A) =>
     catch: (cause) => new SqlError({ cause, message: `cannot read the spooled file ${blob.path}: ${cause instanceof Error ? cause.message : String(cause)}` })
   })
 
+/**
+ * @effect/sql turns a failed COMMIT into a defect. For the log that is an expected failure
+ * (disk full, read-only file, locked database): it becomes a SqlError, so that callers pause
+ * and retry instead of crashing.
+ */
 const committed = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
   Effect.catchAllDefect(transaction, (defect) =>
     Effect.fail(new SqlError({ cause: defect, message: `the event log could not commit: ${defect instanceof Error ? defect.message : String(defect)}` })))
@@ -165,7 +166,7 @@ const make = Effect.gen(function*() {
       }).pipe(Effect.ensuring(Effect.sync(() => closeSync(fd))))
     })
 
-  /** Raw messages, content-addressed: a small one in one row, a large one in pieces. */
+  /** Blobs, content-addressed: a small one in one row, a large one (or a spooled file) in pieces. */
   const insertBlobs = (all: ReadonlyArray<Blob>) =>
     Effect.gen(function*() {
       for (const blob of all) if (isSpooled(blob)) yield* insertSpooled(blob)
