@@ -142,34 +142,42 @@ const committed = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  /** A spooled file into blob_chunks, a piece at a time (never whole in memory). */
-  const insertSpooled = (blob: SpooledBlob) =>
+  /**
+   * A large blob as a `blobs` row and its pieces in `blob_chunks`; `pieceAt(seq, bytes)` gives
+   * piece `seq`, `bytes` long. Nothing is written when the sha256 is stored already (the same
+   * bytes, retrieved before): its pieces are there too.
+   */
+  const insertInPieces = (sha256: string, size: number, pieceAt: (seq: number, bytes: number) => Effect.Effect<Uint8Array, SqlError>) =>
     Effect.gen(function*() {
-      const chunks = Math.ceil(blob.size / CHUNK_BYTES)
+      const chunks = Math.ceil(size / CHUNK_BYTES)
       const inserted = yield* sql`INSERT INTO blobs ${
-        sql.insert({ sha256: blob.sha256, size: blob.size, content: Buffer.alloc(0), chunks })
+        sql.insert({ sha256, size, content: Buffer.alloc(0), chunks })
       } ON CONFLICT (sha256) DO NOTHING RETURNING sha256`
       if (inserted.length === 0) return
-      const fd = yield* spooledFile(blob, () => openSync(blob.path, "r"))
-      // One buffer for every piece: the statement copies what it binds, and a new megabyte a
-      // piece was garbage outside the heap that V8 collected only tens of megabytes later.
-      const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, blob.size))
-      yield* Effect.gen(function*() {
-        for (let seq = 0; seq < chunks; seq++) {
-          const piece = buffer.subarray(0, Math.min(CHUNK_BYTES, blob.size - seq * CHUNK_BYTES))
-          const read = yield* spooledFile(blob, () => readSync(fd, piece, 0, piece.length, seq * CHUNK_BYTES))
-          if (read !== piece.length) {
-            return yield* new SqlError({ message: `spooled file ${blob.path} is shorter than its ${blob.size} bytes` })
-          }
-          yield* sql`INSERT INTO blob_chunks ${sql.insert({ sha256: blob.sha256, seq, content: piece })}`
-        }
-      }).pipe(Effect.ensuring(Effect.sync(() => closeSync(fd))))
+      for (let seq = 0; seq < chunks; seq++) {
+        const content = yield* pieceAt(seq, Math.min(CHUNK_BYTES, size - seq * CHUNK_BYTES))
+        yield* sql`INSERT INTO blob_chunks ${sql.insert({ sha256, seq, content })}`
+      }
     })
+
+  /** A spooled file, read a piece at a time (never whole in memory), and only when not stored already. */
+  const insertSpooled = (blob: SpooledBlob) => {
+    let fd: number | undefined
+    // One buffer for every piece: the statement copies what it binds, and a new megabyte a
+    // piece was garbage outside the heap that V8 collected only tens of megabytes later.
+    const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, blob.size))
+    return insertInPieces(blob.sha256, blob.size, (seq, bytes) =>
+      Effect.gen(function*() {
+        fd ??= yield* spooledFile(blob, () => openSync(blob.path, "r"))
+        const read = yield* spooledFile(blob, () => readSync(fd!, buffer, 0, bytes, seq * CHUNK_BYTES))
+        if (read !== bytes) return yield* new SqlError({ message: `spooled file ${blob.path} is shorter than its ${blob.size} bytes` })
+        return buffer.subarray(0, bytes)
+      })).pipe(Effect.ensuring(Effect.sync(() => fd !== undefined && closeSync(fd))))
+  }
 
   /** Blobs, content-addressed: a small one in one row, a large one (or a spooled file) in pieces. */
   const insertBlobs = (all: ReadonlyArray<Blob>) =>
     Effect.gen(function*() {
-      for (const blob of all) if (isSpooled(blob)) yield* insertSpooled(blob)
       const blobs = all.filter((blob): blob is BlobInMemory => !isSpooled(blob))
       const whole = blobs.filter((blob) => blob.bytes.byteLength <= CHUNKED_ABOVE).map((blob) => {
         const content = bufferOf(blob.bytes)
@@ -178,18 +186,13 @@ const make = Effect.gen(function*() {
       for (const chunk of inChunks(whole)) {
         yield* sql`INSERT INTO blobs ${sql.insert(chunk)} ON CONFLICT (sha256) DO NOTHING`
       }
-      for (const blob of blobs) {
-        if (blob.bytes.byteLength <= CHUNKED_ABOVE) continue
-        const content = bufferOf(blob.bytes)
-        const chunks = Math.ceil(content.byteLength / CHUNK_BYTES)
-        const inserted = yield* sql`INSERT INTO blobs ${
-          sql.insert({ sha256: blob.sha256, size: content.byteLength, content: Buffer.alloc(0), chunks })
-        } ON CONFLICT (sha256) DO NOTHING RETURNING sha256`
-        // Already stored (the same bytes, retrieved before): its pieces are there too.
-        if (inserted.length === 0) continue
-        for (let seq = 0; seq < chunks; seq++) {
-          const piece = content.subarray(seq * CHUNK_BYTES, (seq + 1) * CHUNK_BYTES)
-          yield* sql`INSERT INTO blob_chunks ${sql.insert({ sha256: blob.sha256, seq, content: piece })}`
+      for (const blob of all) {
+        if (isSpooled(blob)) {
+          yield* insertSpooled(blob)
+        } else if (blob.bytes.byteLength > CHUNKED_ABOVE) {
+          const content = bufferOf(blob.bytes)
+          yield* insertInPieces(blob.sha256, content.byteLength, (seq, bytes) =>
+            Effect.succeed(content.subarray(seq * CHUNK_BYTES, seq * CHUNK_BYTES + bytes)))
         }
       }
     })

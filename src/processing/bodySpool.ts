@@ -245,14 +245,18 @@ export class BodySpool {
     }
   }
 
-  private readPart(part: SpooledPart): Buffer {
-    const bytes = Buffer.allocUnsafe(part.length)
-    for (let offset = 0; offset < part.length;) {
-      const read = readSync(this.fd!, bytes, offset, part.length - offset, part.start + offset)
-      if (read === 0) throw new Error(`spooled body part is short: ${offset} of ${part.length} bytes`)
+  /** `into` filled from the parts file at `position`, all of it. */
+  private readExactly(into: Buffer, position: number): Buffer {
+    for (let offset = 0; offset < into.length;) {
+      const read = readSync(this.fd!, into, offset, into.length - offset, position + offset)
+      if (read === 0) throw new Error(`the spool's parts file is short: ${offset} of ${into.length} bytes at ${position}`)
       offset += read
     }
-    return bytes
+    return into
+  }
+
+  private readPart(part: SpooledPart): Buffer {
+    return this.readExactly(Buffer.allocUnsafe(part.length), part.start)
   }
 
   private assemble(pieces: ReadonlyArray<string | SpooledPart>, size: number): SpooledBody {
@@ -268,13 +272,10 @@ export class BodySpool {
           writeAll(out, bytes)
           continue
         }
-        for (let offset = 0; offset < piece.length;) {
-          const read = readSync(this.fd!, copy, 0, Math.min(COPY_BYTES, piece.length - offset), piece.start + offset)
-          if (read === 0) throw new Error(`spooled body part is short: ${offset} of ${piece.length} bytes`)
-          const bytes = copy.subarray(0, read)
+        for (let offset = 0; offset < piece.length; offset += COPY_BYTES) {
+          const bytes = this.readExactly(copy.subarray(0, Math.min(COPY_BYTES, piece.length - offset)), piece.start + offset)
           hash.update(bytes)
           writeAll(out, bytes)
-          offset += read
         }
       }
     } catch (error) {

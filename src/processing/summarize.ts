@@ -85,8 +85,12 @@ const takeTextParts = (parser: MailParser, take: (node: ParserNode) => TextPartW
     // listener sets textContent to "" from nothing, and this one, added after it, sets it right.
     stream.removeAllListeners("readable")
     stream.on("readable", () => {
-      let chunk: Buffer | string | null
-      while ((chunk = stream.read() as Buffer | string | null) !== null) writer.write(chunk)
+      try {
+        let chunk: Buffer | string | null
+        while ((chunk = stream.read() as Buffer | string | null) !== null) writer.write(chunk)
+      } catch (error) {
+        parser.emit("error", error)
+      }
     })
     stream.once("end", () => {
       try {
@@ -107,19 +111,7 @@ export const summarizeWithMailparser = (raw: Uint8Array, options: SummarizeOptio
       ? new BodySpool(options.spoolDirectory)
       : undefined
     if (spool !== undefined) {
-      takeTextParts(parser, (node) => {
-        const writer = node.contentType === "text/html" ? htmlPart() : spool.textPart()
-        return {
-          write: (chunk) => {
-            try {
-              writer.write(chunk)
-            } catch (error) {
-              parser.emit("error", error)
-            }
-          },
-          end: writer.end
-        }
-      })
+      takeTextParts(parser, (node) => (node.contentType === "text/html" ? htmlPart() : spool.textPart()))
     }
     let settled = false
     const fail = (error: unknown) => {
