@@ -8,12 +8,15 @@ export interface FaultProxy {
   readonly port: number
   /** Called with what the client sends; return true to cut the connection before it passes. */
   cutWhen(predicate: ((clientBytes: Buffer) => boolean) | undefined): void
+  /** Called with what the server sends, as it passes. */
+  watchServer(listener: ((serverBytes: Buffer) => void) | undefined): void
   readonly cuts: number
   close(): Promise<void>
 }
 
 export const startFaultProxy = async (target: { host: string; port: number }): Promise<FaultProxy> => {
   let predicate: ((clientBytes: Buffer) => boolean) | undefined
+  let serverListener: ((serverBytes: Buffer) => void) | undefined
   let cuts = 0
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
@@ -28,7 +31,10 @@ export const startFaultProxy = async (target: { host: string; port: number }): P
       if (predicate?.(chunk)) return cut()
       upstream.write(chunk)
     })
-    upstream.on("data", (chunk: Buffer) => client.write(chunk))
+    upstream.on("data", (chunk: Buffer) => {
+      serverListener?.(chunk)
+      client.write(chunk)
+    })
     client.on("close", () => upstream.destroy())
     upstream.on("close", () => client.destroy())
     client.on("error", () => upstream.destroy())
@@ -40,6 +46,9 @@ export const startFaultProxy = async (target: { host: string; port: number }): P
     port,
     cutWhen: (next) => {
       predicate = next
+    },
+    watchServer: (next) => {
+      serverListener = next
     },
     get cuts() {
       return cuts

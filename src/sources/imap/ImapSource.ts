@@ -154,6 +154,11 @@ const clientOptions = (mailbox: ServerMailbox): ImapFlowOptions => ({
   greetingTimeout: mailbox.connectTimeoutSeconds * 1000,
   socketTimeout: Math.max(mailbox.commandTimeoutSeconds * 1000, 5 * 60 * 1000),
   autoIdleDelay: AUTO_IDLE_AFTER_MILLIS,
+  // No ENABLE CONDSTORE (nor UTF8=ACCEPT, IMAP4rev2): nothing here reads MODSEQs, and with
+  // CONDSTORE on, every `STORE +FLAGS.SILENT \Deleted` is answered by an untagged FETCH
+  // (UID MODSEQ) per message anyway (RFC 7162 §3.1.3): 5,000 responses for imapflow to parse
+  // per 5,000 removals. Folder names then go as modified UTF-7, which every server reads.
+  disableAutoEnable: true,
   clientInfo: { name: "mailintake" }
 } as ImapFlowOptions)
 

@@ -13,6 +13,7 @@ import type { ServerMailbox } from "../../../src/domain/config.js"
 import { type MailSession, MailSource } from "../../../src/sources/MailSource.js"
 import * as ImapSource from "../../../src/sources/imap/ImapSource.js"
 import { type Dovecot, startDovecot } from "../../support/dovecot.js"
+import { startFaultProxy } from "../../support/faultProxy.js"
 import { largeMessage, plainMessage } from "../../support/messages.js"
 
 const PASSWORD = "imap-Pa55"
@@ -20,6 +21,7 @@ const USER = "fetch@example.test"
 const LISTER = "list@example.test"
 const BACKLOG = "backlog@example.test"
 const BACKLOG_TLS = "backlog-tls@example.test"
+const REMOVER = "remove@example.test"
 /** Not a quoted string (RFC 3501 §9): the backlog connection does not log in with it. */
 const UNQUOTABLE = "unquotable@example.test"
 const UNQUOTABLE_PASSWORD = "pa\u00dfwort-\u00e9"
@@ -33,6 +35,7 @@ beforeAll(async () => {
     { user: LISTER, password: PASSWORD },
     { user: BACKLOG, password: PASSWORD },
     { user: BACKLOG_TLS, password: PASSWORD },
+    { user: REMOVER, password: PASSWORD },
     { user: UNQUOTABLE, password: UNQUOTABLE_PASSWORD }
   ] })
 }, 30_000)
@@ -118,6 +121,32 @@ describe("ImapSource fetch against Dovecot", () => {
       for (const i of [0, 1, 3]) expect(listed[i]!.size).toBe(small)
       listed.forEach((entry, i) => expect(entry.size!, `message ${i + 1}`).toBeGreaterThanOrEqual(messages[i]!.length))
     }), 60_000)
+
+  it.live("removing 300 messages costs the session a few responses, not one per message", () =>
+    Effect.gen(function*() {
+      // With CONDSTORE enabled, a server answers even `STORE +FLAGS.SILENT` with a FETCH (UID
+      // MODSEQ) per message (RFC 7162 §3.1.3): thousands of responses for imapflow to parse.
+      yield* Effect.promise(() => dovecot.seed(REMOVER, Array.from({ length: 300 }, (_, i) => plainMessage(i + 1))))
+      const proxy = yield* Effect.acquireRelease(
+        Effect.promise(() => startFaultProxy({ host: dovecot.host, port: dovecot.imapPort })),
+        (proxy) => Effect.promise(() => proxy.close())
+      )
+      let fetchResponses = 0
+      yield* Effect.scoped(Effect.flatMap(MailSource, (source) =>
+        Effect.flatMap(source.open, (session) =>
+          Effect.gen(function*() {
+            const listed = yield* session.list
+            expect(listed).toHaveLength(300)
+            proxy.watchServer((bytes) => {
+              fetchResponses += bytes.toString("latin1").match(/^\* \d+ FETCH /gm)?.length ?? 0
+            })
+            yield* session.remove(listed.map((entry) => entry.ref))
+            proxy.watchServer(undefined)
+          })
+        ))).pipe(Effect.provide(ImapSource.layer({ ...mailbox(REMOVER), port: proxy.port })))
+      expect(fetchResponses).toBe(0)
+      expect(yield* Effect.promise(() => dovecot.count(REMOVER))).toBe(0)
+    }).pipe(Effect.scoped), 60_000)
 
   /** Logins of `user` in Dovecot's log so far. */
   const logins = (user: string) =>
