@@ -4,12 +4,12 @@
  */
 import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { dirname, join, relative, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import ts from "typescript"
-import { bundle } from "../../scripts/bundle.js"
+import { buildInto, linkPackages } from "../../scripts/bundle.js"
 import { findDovecot } from "../../scripts/ensureDovecot.js"
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..")
@@ -233,25 +233,19 @@ const transpile = (from: string, to: string): void => {
 export const buildDaemon = (benchHelpers: ReadonlyArray<string> = []): Build => {
   const useDist = flag("use-dist")
   const dir = mkdtempSync(join(os.tmpdir(), "mailintake-bench-build-"))
-  // Outside the repository (nothing of it shows in `git status`); the compiled files find the
-  // project's packages through a node_modules link.
-  symlinkSync(join(REPO, "node_modules"), join(dir, "node_modules"), "dir")
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module", private: true }))
-  for (const name of benchHelpers) transpile(join(REPO, "bench", `${name}.ts`), join(dir, "bench", `${name}.js`))
+  // Outside the repository: nothing of it shows in `git status`.
   let bin = join(REPO, "bin", "mailintake.js")
   if (useDist) {
     log("building dist/ with npm run build (--use-dist)")
     const built = spawnSync("npm", ["run", "build"], { cwd: REPO, stdio: ["ignore", process.stderr, process.stderr] })
     if (built.status !== 0) throw new Error("npm run build failed")
+    linkPackages(dir)
   } else {
     const started = Date.now()
-    bundle(join(dir, "dist", "bundle"), REPO)
-    cpSync(join(REPO, "migrations"), join(dir, "migrations"), { recursive: true })
-    mkdirSync(join(dir, "bin"))
-    bin = join(dir, "bin", "mailintake.js")
-    writeFileSync(bin, `import "../dist/bundle/mailintake.js"\n`)
+    bin = buildInto(dir)
     log(`bundled src/ into ${relative(REPO, dir)} in ${Date.now() - started} ms`)
   }
+  for (const name of benchHelpers) transpile(join(REPO, "bench", `${name}.ts`), join(dir, "bench", `${name}.js`))
   return {
     dir,
     bin,

@@ -4,10 +4,10 @@
  * so that the whole run exercises one consistent build even while others edit src/ or rebuild
  * dist/. `--use-dist` runs the repository's bin/ (after `npm run build`) instead.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { bundle } from "../../scripts/bundle.js"
+import { buildInto } from "../../scripts/bundle.js"
 
 export const REPO = resolve(import.meta.dirname, "../..")
 
@@ -19,13 +19,7 @@ export interface Build {
 
 export const privateBuild = (): Build => {
   const dir = mkdtempSync(join(tmpdir(), "mailintake-torture-build-"))
-  symlinkSync(join(REPO, "node_modules"), join(dir, "node_modules"), "dir")
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module", private: true }))
-  bundle(join(dir, "dist", "bundle"), REPO)
-  cpSync(join(REPO, "migrations"), join(dir, "migrations"), { recursive: true })
-  mkdirSync(join(dir, "bin"))
-  const bin = join(dir, "bin", "mailintake.js")
-  writeFileSync(bin, `import "../dist/bundle/mailintake.js"\n`)
+  const bin = buildInto(dir)
   return { bin, description: `src/ bundled into ${dir}`, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
