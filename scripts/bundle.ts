@@ -5,7 +5,8 @@
  * CPU at every start (most of a `run --once` on a small mailbox); one bundled file loads in a
  * fraction of that.
  *
- * `tsx scripts/bundle.ts [outDir]` (`npm run build` runs it after tsc) (default: dist/bundle of this repository). Also imported by
+ * `tsx scripts/bundle.ts [outDir]` (`npm run build` runs it after tsc; default: dist/bundle of this
+ * repository, with the code cache `bin/mailintake.js` reads). Also imported by
  * the benchmarks, which build a private copy of the daemon the same way.
  *
  * Stays outside the bundle: better-sqlite3 (a native addon) and pino (imapflow's logger, whose
