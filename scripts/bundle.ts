@@ -14,7 +14,7 @@
  */
 import { type BuildOptions, buildSync } from "esbuild"
 import { spawnSync } from "node:child_process"
-import { cpSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { cpSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 
@@ -110,9 +110,8 @@ export const buildInto = (dir: string): string => {
   linkPackages(dir)
   bundle(join(dir, "dist", "bundle"))
   cpSync(join(repository, "migrations"), join(dir, "migrations"), { recursive: true })
-  mkdirSync(join(dir, "bin"))
+  cpSync(join(repository, "bin"), join(dir, "bin"), { recursive: true })
   const bin = join(dir, "bin", "mailintake.js")
-  cpSync(join(repository, "bin", "mailintake.js"), bin)
   writeCodeCache(bin)
   return bin
 }
