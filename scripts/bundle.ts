@@ -6,7 +6,7 @@
  * fraction of that.
  *
  * `tsx scripts/bundle.ts [outDir]` (`npm run build` runs it after tsc; default: dist/bundle of this
- * repository, with the code cache `bin/mailintake.js` reads). Also imported by
+ * repository, with the code cache `bin/compileBundle.js` reads). Also imported by
  * the benchmarks, which build a private copy of the daemon the same way.
  *
  * Stays outside the bundle: better-sqlite3 (a native addon) and pino (imapflow's logger, whose
@@ -47,7 +47,7 @@ const common: BuildOptions = {
  * `outDir`. The bundle finds `migrations/` two directories up (`<root>/dist/bundle/` →
  * `<root>/migrations/`), like the tsc output does, and the workers next to itself.
  *
- * The CLI is CommonJS: `bin/mailintake.js` compiles it as a script with a V8 code cache, which
+ * The CLI is CommonJS: `bin/compileBundle.js` compiles it as a script with a V8 code cache, which
  * Node 20 offers for scripts only (an ES module's cache needs `--experimental-vm-modules`).
  * `import.meta.url` becomes the bundle's file URL. The workers stay ES modules.
  */
@@ -82,8 +82,9 @@ export const bundle = (
 }
 
 /**
- * Writes the V8 code cache of the bundle `bin` runs (`<bin>/../dist/bundle/mailintake.cjs.v8cache`)
- * by running `bin --help` once: the cache then holds the start-up's compiled functions too.
+ * Writes the V8 code cache of the bundle that the executable `bin` runs
+ * (`dist/bundle/mailintake.cjs.v8cache` beside its bin/) by running `bin --help` once: the cache
+ * then holds the start-up's compiled functions too.
  */
 export const writeCodeCache = (bin: string = join(repository, "bin", "mailintake.js")): void => {
   const run = spawnSync(process.execPath, [bin, "--help"], {

@@ -131,19 +131,19 @@ describe("ImapSource fetch against Dovecot", () => {
         Effect.promise(() => startFaultProxy({ host: dovecot.host, port: dovecot.imapPort })),
         (proxy) => Effect.promise(() => proxy.close())
       )
-      let fetchResponses = 0
+      // Counted on the whole answer: a response line may be cut between two reads.
+      const answer: Array<Buffer> = []
       yield* Effect.scoped(Effect.flatMap(MailSource, (source) =>
         Effect.flatMap(source.open, (session) =>
           Effect.gen(function*() {
             const listed = yield* session.list
             expect(listed).toHaveLength(300)
-            proxy.watchServer((bytes) => {
-              fetchResponses += bytes.toString("latin1").match(/^\* \d+ FETCH /gm)?.length ?? 0
-            })
+            proxy.watchServer((bytes) => answer.push(bytes))
             yield* session.remove(listed.map((entry) => entry.ref))
             proxy.watchServer(undefined)
           })
         ))).pipe(Effect.provide(ImapSource.layer({ ...mailbox(REMOVER), port: proxy.port })))
+      const fetchResponses = Buffer.concat(answer).toString("latin1").match(/^\* \d+ FETCH /gm)?.length ?? 0
       expect(fetchResponses).toBe(0)
       expect(yield* Effect.promise(() => dovecot.count(REMOVER))).toBe(0)
     }).pipe(Effect.scoped), 60_000)
