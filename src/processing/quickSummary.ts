@@ -213,28 +213,47 @@ const readHeaderBlock = (buf: Buffer, part: Part, start: number): number => {
   return pos
 }
 
+/** What a byte is in a base64 body: a digit of the alphabet, a line break, padding, or anything else. */
+const DIGIT = 0
+const BREAK = 1
+const PAD = 2
+const OTHER = 3
+const BASE64_CLASS = (() => {
+  const table = new Uint8Array(256).fill(OTHER)
+  for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") table[c.charCodeAt(0)] = DIGIT
+  table[CR] = BREAK
+  table[LF] = BREAK
+  table["=".charCodeAt(0)] = PAD
+  return table
+})()
+
 /**
- * The number of bytes a base64 body decodes to, counted (6 bits a character); undefined
- * unless it is plain base64 lines, padded at the end only (libbase64 decodes a body padded
- * in the middle segment by segment).
+ * The number of bytes the base64 body in `buf` from `start` to `end` decodes to, counted (6
+ * bits a digit); undefined unless it is plain base64 lines, padded at the end only (libbase64
+ * decodes a body padded in the middle segment by segment). One pass over the bytes: no string.
  */
-const base64Size = (text: string): number | undefined => {
-  if (/[^A-Za-z0-9+/=\r\n]/.test(text)) return undefined
-  const padding = text.indexOf("=")
-  if (padding >= 0 && /[^=\r\n]/.test(text.slice(padding))) return undefined
-  let others = 0
-  for (const other of ["\n", "\r", "="]) {
-    for (let i = text.indexOf(other); i >= 0; i = text.indexOf(other, i + 1)) others++
+const base64Size = (buf: Buffer, start: number, end: number): number | undefined => {
+  let digits = 0
+  let padded = false
+  for (let i = start; i < end; i++) {
+    const kind = BASE64_CLASS[buf[i]!]!
+    if (kind === DIGIT) {
+      if (padded) return undefined
+      digits++
+    } else if (kind === PAD) {
+      padded = true
+    } else if (kind === OTHER) {
+      return undefined
+    }
   }
-  return Math.floor(((text.length - others) * 3) / 4)
+  return Math.floor((digits * 3) / 4)
 }
 
 const decodeBody = (buf: Buffer, part: Part, encoding: string): Buffer | undefined => {
   const body = buf.subarray(part.bodyStart, part.bodyEnd)
   if (encoding === "quoted-printable") return libqp.decode(body)
   if (encoding === "base64") {
-    const text = body.toString("latin1")
-    return base64Size(text) === undefined ? undefined : Buffer.from(text, "base64")
+    return base64Size(buf, part.bodyStart, part.bodyEnd) === undefined ? undefined : Buffer.from(body.toString("latin1"), "base64")
   }
   return body
 }
@@ -242,7 +261,7 @@ const decodeBody = (buf: Buffer, part: Part, encoding: string): Buffer | undefin
 /** An attachment's decoded size: base64 counted, not decoded. */
 const bodySize = (buf: Buffer, part: Part, encoding: string): number | undefined =>
   encoding === "base64"
-    ? base64Size(buf.toString("latin1", part.bodyStart, part.bodyEnd))
+    ? base64Size(buf, part.bodyStart, part.bodyEnd)
     : decodeBody(buf, part, encoding)?.byteLength
 
 /** A text part's content as mailparser decodes it (its line ends are made LF by `bodyOf`); undefined when not handled. */
