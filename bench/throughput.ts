@@ -442,7 +442,7 @@ const main = async () => {
   report += `\nThroughput: ${N} messages, ${totalMiB.toFixed(1)} MiB (${(corpus.averageBytes / 1024).toFixed(1)} KiB average, largest ${mb(corpus.largest).toFixed(1)} MiB; ${Object.entries(corpus.kinds).map(([k, v]) => `${v} ${k}`).join(", ")}), seed ${SEED}.\n`
   report += `Transport: plain TCP on 127.0.0.1 for every contender (mailintake tls "none"; STARTTLS off elsewhere). Dovecot ${version("dovecot", ["--version"])}, ${version("fetchmail", ["--version"]).replace(/^This is /, "")}, getmail ${version("getmail", ["--version"])}.\n`
   report += `Machine: ${machineBefore.cpus} cores (${machineBefore.cpuModel}), load average ${machineBefore.loadAverage.join(" / ")} at start (shared with other work).\n`
-  /** A contender's runs of one protocol: the median one (by wall time) stands for them all. */
+  /** A contender's runs of one protocol: the median one by wall time (of an even number, the faster middle one) stands for them all. */
   const medians: Array<RunResult & { readonly runs: number; readonly minMessagesPerSecond: number; readonly maxMessagesPerSecond: number }> = []
   for (const protocol of PROTOCOLS) {
     for (const key of [...new Set(results.filter((r) => r.protocol === protocol).map((r) => r.key))]) {
