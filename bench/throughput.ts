@@ -66,7 +66,7 @@ const PROTOCOLS = option("protocols", "imap,pop3").split(",").map((p) => p.trim(
 const ONLY = option("only", "").split(",").map((s) => s.trim()).filter(Boolean)
 const SKIP = option("skip", "").split(",").map((s) => s.trim()).filter(Boolean)
 const RUNS = Math.max(1, numberOption("runs", 3))
-/** The contenders whose ratio is closest to its target, run RUNS times each. */
+/** Run RUNS times each, alternating: mailintake and the floor, the ratio nearest its target. */
 const REPEATED = new Set(["mailintake", "bare"])
 const CPU_PROF = flag("cpu-prof")
 const KEEP = flag("keep")
