@@ -28,9 +28,9 @@
 import Database from "better-sqlite3"
 import { type ChildProcess, spawn } from "node:child_process"
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
-import { basename, join } from "node:path"
+import { join } from "node:path"
 import { smtpQuarantine, writeConfig } from "../test/support/cli.js"
-import { type Dovecot, startDovecot } from "../test/support/dovecot.js"
+import { startDovecot } from "../test/support/dovecot.js"
 import { plainMessage } from "../test/support/messages.js"
 import { startSmtpServer } from "../test/support/smtpServer.js"
 import {
@@ -50,6 +50,7 @@ import {
 } from "./lib/common.js"
 import { prng } from "./lib/corpus.js"
 import { summarize } from "./lib/cpuprofile.js"
+import { dovecotCpuBetween, dovecotProcessCpu } from "./lib/dovecotCpu.js"
 import { cpuSecondsOf, rssKiB } from "./lib/measure.js"
 
 const M = Math.max(1, Math.round(numberOption("m", 1000)))
@@ -122,22 +123,6 @@ class LogReader {
   close() {
     this.db?.close()
   }
-}
-
-/** user+sys CPU seconds of every process of this Dovecot instance (by its process titles). */
-const dovecotCpu = (dovecot: Dovecot): Map<number, number> => {
-  const prefix = `dovecot-${basename(dovecot.dir)}`
-  const result = new Map<number, number>()
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "latin1")
-      if (cmdline.startsWith(prefix) || cmdline.includes(`${dovecot.dir}/dovecot.conf`)) result.set(Number(entry), cpuSecondsOf(Number(entry)))
-    } catch {
-      // gone
-    }
-  }
-  return result
 }
 
 const waitFor = async (what: string, boundMs: number, check: () => boolean, everyMs = 250): Promise<boolean> => {
@@ -269,7 +254,7 @@ const main = async () => {
     await sleep(POLL * 1000)
     const positionBeforeIdle = reader.maxPosition()
     const cpu0 = cpuSecondsOf(pid)
-    const dovecot0 = dovecotCpu(dovecot)
+    const dovecot0 = dovecotProcessCpu(dovecot)
     const idleStart = performance.now()
     idleWindow.from = monotonicMicros()
     const rss: Array<number> = []
@@ -280,9 +265,8 @@ const main = async () => {
     idleWindow.to = monotonicMicros()
     const idleElapsed = (performance.now() - idleStart) / 1000
     const cpu1 = cpuSecondsOf(pid)
-    const dovecot1 = dovecotCpu(dovecot)
-    let dovecotSeconds = 0
-    for (const [p, seconds] of dovecot1) dovecotSeconds += seconds - (dovecot0.get(p) ?? seconds)
+    const dovecot1 = dovecotProcessCpu(dovecot)
+    const dovecotSeconds = dovecotCpuBetween(dovecot0, dovecot1)
     const idle = {
       seconds: idleElapsed,
       cpuPercentOfOneCore: ((cpu1 - cpu0) / idleElapsed) * 100,

@@ -13,8 +13,9 @@
  * others), so TLS costs nobody anything and the ratios compare the clients alone.
  *
  * Measured per run (bench/lib/measure.ts): wall time from spawn to exit, messages/s, MB/s, CPU
- * seconds (user+sys of the whole process tree, GNU time), peak RSS (largest process, and the
- * whole tree summed). After each run: the mailbox must be empty and the contender must have
+ * seconds (user+sys of the whole process tree, GNU time), Dovecot's CPU seconds over the same
+ * drain (bench/lib/dovecotCpu.ts) and how busy the two kept the machine ((client + server CPU) ÷
+ * (cores × wall)), peak RSS (largest process, and the whole tree summed). After each run: the mailbox must be empty and the contender must have
  * delivered N messages (mailintake: N MessageAccepted and N MessageRemoved in its event log).
  *
  * Options (argv `--name=value` or env `BENCH_NAME`):
@@ -57,6 +58,7 @@ import {
   writeResults
 } from "./lib/common.js"
 import { makeCorpus } from "./lib/corpus.js"
+import { dovecotCpuBetween, dovecotProcessCpu } from "./lib/dovecotCpu.js"
 import { summarize } from "./lib/cpuprofile.js"
 import { ensureGnuTime, measure, type Measured, type RunSpec } from "./lib/measure.js"
 
@@ -105,6 +107,10 @@ interface RunResult extends Measured {
   readonly megabytesPerSecond: number
   readonly delivered: number
   readonly leftOnServer: number
+  /** CPU seconds Dovecot spent during the drain (it shares the machine's cores with the contender). */
+  readonly serverCpuSeconds: number
+  /** (contender CPU + Dovecot CPU) ÷ (cores × wall): how busy the drain kept the whole machine. */
+  readonly machineBusy: number | null
   readonly ok: boolean
   readonly problems: ReadonlyArray<string>
   readonly detail?: Record<string, unknown>
@@ -372,7 +378,9 @@ const main = async () => {
     const prepared = contender.prepare(dir)
     const spec = nodeArgs === undefined ? prepared.spec : { ...prepared.spec, args: [...nodeArgs(dir), ...prepared.spec.args] }
     log(`${protocol} ${contender.name}: ${empty ? "empty mailbox (start-up cost)" : `draining ${N} messages`}`)
+    const server0 = dovecotProcessCpu(dovecot)
     const measured = await measure({ ...spec, stdoutFile: join(dir, "stdout"), stderrFile: join(dir, "stderr"), timeoutMs: TIMEOUT_MS })
+    const serverCpuSeconds = dovecotCpuBetween(server0, dovecotProcessCpu(dovecot))
     const leftOnServer = await dovecot.count(USER)
     const delivered = await prepared.delivered()
     const problems: Array<string> = []
@@ -396,11 +404,13 @@ const main = async () => {
       megabytesPerSecond: (empty ? 0 : totalMiB) / measured.wallSeconds,
       delivered,
       leftOnServer,
+      serverCpuSeconds,
+      machineBusy: measured.cpuSeconds === null ? null : (measured.cpuSeconds + serverCpuSeconds) / (machineBefore.cpus * measured.wallSeconds),
       ok: problems.length === 0,
       problems,
       ...(prepared.detail === undefined ? {} : { detail: await prepared.detail() })
     }
-    log(`  ${result.wallSeconds.toFixed(2)} s, ${result.messagesPerSecond.toFixed(0)} msg/s, ${result.megabytesPerSecond.toFixed(1)} MiB/s, CPU ${result.cpuSeconds?.toFixed(2)} s, RSS ${result.maxRssMiB?.toFixed(0)} MiB${result.ok ? "" : "  (FAILED)"}`)
+    log(`  ${result.wallSeconds.toFixed(2)} s, ${result.messagesPerSecond.toFixed(0)} msg/s, ${result.megabytesPerSecond.toFixed(1)} MiB/s, CPU ${result.cpuSeconds?.toFixed(2)} s (Dovecot ${serverCpuSeconds.toFixed(2)} s), RSS ${result.maxRssMiB?.toFixed(0)} MiB${result.ok ? "" : "  (FAILED)"}`)
     return { result, dir }
   }
 
@@ -469,6 +479,8 @@ const main = async () => {
     spread(r),
     r.megabytesPerSecond,
     r.cpuSeconds,
+    r.serverCpuSeconds,
+    r.machineBusy === null ? null : `${(r.machineBusy * 100).toFixed(0)} %`,
     r.maxRssMiB,
     r.treePeakRssMiB,
     r.ok ? "ok" : `FAILED: ${r.problems.join("; ")}`
@@ -478,7 +490,7 @@ const main = async () => {
     ["proto", "wall s", "CPU s", "peak RSS MiB (1 proc)", "check"],
     startups.map((r) => [r.protocol, r.wallSeconds, r.cpuSeconds, r.maxRssMiB, r.ok ? "ok" : `FAILED: ${r.problems.join("; ")}`])
   )
-  report += table("Drain N messages (the median run of each contender; msg/s of every run in the range)", ["proto", "contender", "wall s", "msg/s", "range msg/s", "MiB/s", "CPU s", "peak RSS MiB (1 proc)", "peak RSS MiB (tree)", "check"], rows)
+  report += table("Drain N messages (the median run of each contender; msg/s of every run in the range)", ["proto", "contender", "wall s", "msg/s", "range msg/s", "MiB/s", "CPU s", "Dovecot CPU s", "machine busy", "peak RSS MiB (1 proc)", "peak RSS MiB (tree)", "check"], rows)
 
   const ratioRows: Array<Array<Cell>> = []
   const targets: Array<{ protocol: Protocol; against: string; required: number; ratio: number | null; pass: boolean | null; detail: string }> = []

@@ -97,7 +97,8 @@ export const hwmKiB = (pid: number): number => {
   return status === undefined ? 0 : kib(status, "VmHWM")
 }
 
-const CLOCK_TICKS = (() => {
+/** Clock ticks per second, the unit of /proc/<pid>/stat's CPU times. */
+export const clockTicks = (() => {
   const result = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" })
   const value = Number(result.stdout.trim())
   return Number.isFinite(value) && value > 0 ? value : 100
@@ -108,7 +109,7 @@ export const cpuSecondsOf = (pid: number): number => {
   const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
   // Fields after the command name (which may contain spaces) in parentheses.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks
 }
 
 export const measure = (spec: RunSpec): Promise<Measured> =>

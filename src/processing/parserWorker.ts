@@ -7,6 +7,7 @@
  * long sends progress after each message, which restarts the pool's hang timer.
  */
 import { parentPort } from "node:worker_threads"
+import { COLLECT_EVERY_BYTES, collectGarbage } from "../memory/collectGarbage.js"
 import { type DecideOptions, type Decision, decideMessage } from "./decide.js"
 
 export interface DecideRequest {
@@ -39,6 +40,8 @@ parentPort?.on("message", (request: DecideRequest) => {
     for (const raw of request.raws) {
       // A large message's parse collects garbage every few megabytes (src/memory/collectGarbage.ts).
       const decision = await decideMessage(raw, request.options, { collectGarbage: true, spoolDirectory: request.spoolDirectory })
+      // What the parse of a large message left behind goes now, not while the main thread stores it.
+      if (raw.byteLength >= COLLECT_EVERY_BYTES) collectGarbage()
       // The CR LF copy travels back only when it differs from the original (shared, not copied,
       // when the original was on a SharedArrayBuffer).
       decisions.push(decision._tag === "Accept" && decision.crlf === raw ? { _tag: "Accept", summary: decision.summary } : decision)
