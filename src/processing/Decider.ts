@@ -9,6 +9,7 @@ import { existsSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
+import { COLLECT_EVERY_BYTES, collectGarbage } from "../memory/collectGarbage.js"
 import { defaultSpoolDirectory, sweepSpool } from "./bodySpool.js"
 import { type DecideOptions, type Decision, tooLarge } from "./Decision.js"
 import type { DecideReply, DecideRequest } from "./parserWorker.js"
@@ -28,6 +29,8 @@ const SHARE_FROM_BYTES = 1024 * 1024
  * SharedArrayBuffer is shared. The sources assemble large messages on one already.
  */
 const forWorker = (raw: Uint8Array): Uint8Array => {
+  // The pieces a large message arrived in are garbage now: gone before the worker's parse adds its own.
+  if (raw.byteLength >= COLLECT_EVERY_BYTES) collectGarbage()
   if (raw.byteLength < SHARE_FROM_BYTES || raw.buffer instanceof SharedArrayBuffer) return raw
   const shared = new Uint8Array(new SharedArrayBuffer(raw.byteLength))
   shared.set(raw)
