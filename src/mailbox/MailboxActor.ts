@@ -46,6 +46,12 @@ const BATCH_BYTES = 32 * 1024 * 1024
 const UNKNOWN_SIZE = 1024 * 1024
 const PARSE_TIMEOUT_MILLIS = 30_000
 /**
+ * How many fetched batches may wait for their decisions before the poll waits for the parser:
+ * one more than the batch being parsed lets the parser lag a batch behind on a busy machine
+ * without stopping the fetch and the commits (one more batch of raw bytes held: ≤ BATCH_BYTES).
+ */
+const PARSED_BEHIND_BATCHES = 1
+/**
  * How many later runs of the mailbox (a restart of the daemon, or of the mailbox's fiber) decide
  * again a message retrieved and not yet decided. With the first, that makes
  * DECISION_ATTEMPTS_AFTER_RESTART + 1 tries; when the mailbox stopped during each, the message
@@ -443,7 +449,8 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId
         // fetch and parse: while batch i+1 is fetched, batch i's append commits, batch i is
         // parsed (on the worker pool, from the moment it arrived) and earlier removals run on
         // the server. The transaction of batch i holds MessageRetrieved of i, the decisions of
-        // i-1 and MessageRemoved of whatever the server finished removing. Every message still
+        // the earlier batches the parser has finished (i-1, or i-2 when the parser lags:
+        // takeDecided) and MessageRemoved of whatever the server finished removing. Every message still
         // goes through the protocol's steps in order, each committed before the next starts;
         // only steps of different messages share a commit. One append at a time, all started
         // by this fiber.
@@ -504,6 +511,8 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId
         let nextFetch = yield* fetchBatch(0)
         /** The last append started: MessageRetrieved of the batch being parsed, the decisions of `decided`. */
         let appending: Appending | undefined
+        /** Batches whose MessageRetrieved is committed and whose decisions are not recorded yet, oldest first. */
+        const unrecorded: Array<Parsing> = []
         /** Forwarded to quarantine after their batch's removal had started: removed with the next. */
         let forwarded: ReadonlyArray<string> = []
         /** What follows a batch's decisions once committed: removal (or, for POP3, at the end) and quarantine. */
@@ -520,6 +529,28 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId
             yield* forwardDue(refs, report, sink$)
             forwarded = yield* removable(refs, ["quarantined"])
           })
+        /**
+         * The batches whose decisions go into the next append, oldest first: those the parser has
+         * finished, and the oldest ones whether finished or not once more than
+         * `PARSED_BEHIND_BATCHES` wait (all of them, `atEnd`). The parser thus has the time of
+         * two batches' fetch and commit for each batch, instead of the main thread waiting for
+         * it after every one; a batch's decisions are still recorded in order, after its
+         * MessageRetrieved.
+         */
+        const takeDecided = (atEnd: boolean) =>
+          Effect.gen(function*() {
+            const taken: Array<{ readonly items: Parsing["items"]; readonly decisions: ReadonlyMap<string, Decision> }> = []
+            while (unrecorded.length > 0) {
+              const oldest = unrecorded[0]!
+              const done = yield* Fiber.poll(oldest.decisions)
+              const wait = atEnd || unrecorded.length > PARSED_BEHIND_BATCHES
+              if (Option.isNone(done) && !wait) break
+              const decisions = Option.isSome(done) ? yield* done.value : yield* Fiber.join(oldest.decisions)
+              unrecorded.shift()
+              taken.push({ items: oldest.items, decisions })
+            }
+            return taken
+          })
         for (let next = 1; Option.isSome(nextFetch) || appending !== undefined; next++) {
           const fetched = Option.isSome(nextFetch) ? yield* Fiber.join(nextFetch.value) : []
           nextFetch = Option.isSome(nextFetch) ? yield* fetchBatch(next) : Option.none()
@@ -533,13 +564,16 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId
           if (previous !== undefined) {
             yield* Fiber.join(previous.fiber)
             yield* afterDecisions(previous.decided)
+            if (previous.parsing !== undefined) unrecorded.push(previous.parsing)
           }
-          const toRecord = previous?.parsing
-          if (toRecord === undefined && retrieved.items.length === 0 && Option.isNone(nextFetch)) break
+          const atEnd = retrieved.items.length === 0 && Option.isNone(nextFetch)
+          if (atEnd && unrecorded.length === 0) break
+          const toRecord = yield* takeDecided(atEnd)
           const state = yield* Ref.get(stateRef)
-          const decided = toRecord === undefined ? { events: [], blobs: [] } : yield* Effect.flatMap(
-            Fiber.join(toRecord.decisions),
-            (decisions) => decisionRecord(toRecord.items.map(({ raw, ref }): Retrieved => ({ entry: state.inFlight.get(ref)!, raw })), decisions)
+          // One record for all of them: a duplicate across two of these batches is seen as one.
+          const decided = toRecord.length === 0 ? { events: [], blobs: [] } : yield* decisionRecord(
+            toRecord.flatMap(({ items }) => items.map(({ raw, ref }): Retrieved => ({ entry: state.inFlight.get(ref)!, raw }))),
+            new Map(toRecord.flatMap(({ decisions }) => [...decisions]))
           )
           const removed = yield* removedEvents(false)
           const events = [...removed, ...decided.events, ...retrieved.events]
@@ -549,7 +583,7 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId
           appending = {
             fiber,
             parsing: deciding === undefined ? undefined : { items: retrieved.items, decisions: deciding },
-            decided: toRecord?.items.map(({ ref }) => ref) ?? []
+            decided: toRecord.flatMap(({ items }) => items.map(({ ref }) => ref))
           }
         }
         if (!removeAtEnd) {
