@@ -450,10 +450,10 @@ const makeProcessor = (plan: MailboxPlan, stateRef: Ref.Ref<MailboxState>, runId
         // parsed (on the worker pool, from the moment it arrived) and earlier removals run on
         // the server. The transaction of batch i holds MessageRetrieved of i, the decisions of
         // the earlier batches the parser has finished (i-1, or i-2 when the parser lags:
-        // takeDecided) and MessageRemoved of whatever the server finished removing. Every message still
-        // goes through the protocol's steps in order, each committed before the next starts;
-        // only steps of different messages share a commit. One append at a time, all started
-        // by this fiber.
+        // takeDecided) and MessageRemoved of whatever the server finished removing. Every
+        // message still goes through the protocol's steps in order, each committed before the
+        // next starts; only steps of different messages share a commit. One append at a time,
+        // all started by this fiber.
         const removable = (refs: ReadonlyArray<string>, stages: ReadonlyArray<InFlight["stage"]>) =>
           Effect.map(Ref.get(stateRef), (state) =>
             refs.filter((ref) => {
