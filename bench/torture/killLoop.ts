@@ -114,7 +114,9 @@ export const killLoop = async (ctx: TortureContext, options: KillLoopOptions): P
       // the moment the daemon is up (replay, connect, the in-flight messages, the next batch).
       const killsLeft = options.minKills - killsWithWorkLeft
       const remaining = expected.total - terminalCount(countByType(database))
-      const mode = rng.next() < (remaining < killsLeft * 150 ? 0.85 : 0.35) ? "time" : "progress"
+      // Waiting for progress when little is left waits for the end: the last batch's removal or
+      // decisions finish the mailbox at once.
+      const mode = remaining < killsLeft * 150 || rng.next() < 0.35 ? "time" : "progress"
       const ready = await waitUntil(() => !daemon.running || /running \d+ mailbox/.test(daemon.stderr()), 60_000, 20)
       if (!ready) rec.hang(`start-up of run ${run}`)
       // Every run is killed by this time after start-up at the latest (POP3 removes everything at
@@ -122,9 +124,9 @@ export const killLoop = async (ctx: TortureContext, options: KillLoopOptions): P
       const latest = Date.now() + rng.int(300, 6_000)
       let moment: string
       if (mode === "time") {
-        // Short when little is left: a daemon that drains a few hundred messages in a second
-        // would otherwise finish before the kills it is owed.
-        const delay = rng.int(0, remaining < killsLeft * 150 ? 400 : 1_500)
+        // Short when little is left: a daemon that drains a thousand messages a second would
+        // otherwise finish before the kills it is owed. Half a millisecond per message left.
+        const delay = rng.int(0, remaining < killsLeft * 150 ? Math.max(20, Math.min(400, Math.round(remaining / 2))) : 1_500)
         moment = "at a random time after start-up"
         await Promise.race([sleep(delay), daemon.exited])
       } else {

@@ -9,7 +9,8 @@ import { passed, type ScenarioResult } from "./lib/report.js"
 
 /** A context for one test; its scratch directory goes when the test ends (TORTURE_KEEP=1 keeps it). */
 export const testContext = (seed: number): TortureContext => {
-  const ctx = makeContext({ seed })
+  // TORTURE_LOG=1 prints what the harness does (each SIGKILL and its moment) to stderr.
+  const ctx = makeContext({ seed, ...(process.env.TORTURE_LOG === undefined ? {} : { log: (line: string) => console.error(line) }) })
   onTestFinished(() => {
     if (process.env.TORTURE_KEEP === undefined) rmSync(ctx.root, { recursive: true, force: true, maxRetries: 3 })
   })
