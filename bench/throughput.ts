@@ -15,8 +15,9 @@
  * Measured per run (bench/lib/measure.ts): wall time from spawn to exit, messages/s, MB/s, CPU
  * seconds (user+sys of the whole process tree, GNU time), Dovecot's CPU seconds over the same
  * drain (bench/lib/dovecotCpu.ts) and how busy the two kept the machine ((client + server CPU) ÷
- * (cores × wall)), peak RSS (largest process, and the whole tree summed). After each run: the mailbox must be empty and the contender must have
- * delivered N messages (mailintake: N MessageAccepted and N MessageRemoved in its event log).
+ * (cores × wall)), peak RSS (largest process, and the whole tree summed). After each run: the
+ * mailbox must be empty and the contender must have delivered N messages (mailintake: N
+ * MessageAccepted and N MessageRemoved in its event log).
  *
  * Options (argv `--name=value` or env `BENCH_NAME`):
  *   --n 5000                 messages

@@ -9,15 +9,7 @@
 import { readdirSync, readFileSync } from "node:fs"
 import { basename } from "node:path"
 import type { Dovecot } from "../../test/support/dovecot.js"
-import { clockTicks } from "./measure.js"
-
-/** user, sys, children's user, children's sys: fields 14–17 of /proc/<pid>/stat. */
-const cpuWithReapedChildren = (pid: number): number => {
-  const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
-  // Fields after the command name (which may contain spaces) in parentheses.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / clockTicks
-}
+import { cpuSecondsOf } from "./measure.js"
 
 /** The instance's processes, by their process titles; each one's CPU with its reaped children's. */
 export const dovecotProcessCpu = (dovecot: Dovecot): Map<number, number> => {
@@ -27,7 +19,7 @@ export const dovecotProcessCpu = (dovecot: Dovecot): Map<number, number> => {
     if (!/^\d+$/.test(entry)) continue
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, "latin1")
-      if (cmdline.startsWith(prefix) || cmdline.includes(`${dovecot.dir}/dovecot.conf`)) result.set(Number(entry), cpuWithReapedChildren(Number(entry)))
+      if (cmdline.startsWith(prefix) || cmdline.includes(`${dovecot.dir}/dovecot.conf`)) result.set(Number(entry), cpuSecondsOf(Number(entry), { reapedChildren: true }))
     } catch {
       // gone
     }

@@ -97,19 +97,23 @@ export const hwmKiB = (pid: number): number => {
   return status === undefined ? 0 : kib(status, "VmHWM")
 }
 
-/** Clock ticks per second, the unit of /proc/<pid>/stat's CPU times. */
-export const clockTicks = (() => {
+const CLOCK_TICKS = (() => {
   const result = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" })
   const value = Number(result.stdout.trim())
   return Number.isFinite(value) && value > 0 ? value : 100
 })()
 
-/** user + sys CPU seconds a live process has used so far (itself, not its children). */
-export const cpuSecondsOf = (pid: number): number => {
+/**
+ * user + sys CPU seconds a live process has used so far: itself, and with `reapedChildren` also
+ * the children it has waited for (cutime + cstime).
+ */
+export const cpuSecondsOf = (pid: number, options: { readonly reapedChildren?: boolean } = {}): number => {
   const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
-  // Fields after the command name (which may contain spaces) in parentheses.
+  // Fields after the command name (which may contain spaces) in parentheses: utime, stime,
+  // cutime, cstime are fields 14–17 of the whole line.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks
+  const own = Number(fields[11]) + Number(fields[12])
+  return (options.reapedChildren === true ? own + Number(fields[13]) + Number(fields[14]) : own) / CLOCK_TICKS
 }
 
 export const measure = (spec: RunSpec): Promise<Measured> =>
